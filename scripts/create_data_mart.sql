@@ -1,0 +1,1 @@
+../src/bionicpro_etl/sql/create_data_mart.sql

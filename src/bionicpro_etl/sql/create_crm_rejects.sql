@@ -1,0 +1,11 @@
+-- CRM items that did not validate, kept with their reason (contract section 4) so that the
+-- CRM team can fix them; they are left out of the join.
+CREATE TABLE IF NOT EXISTS bionicpro_reports.crm_rejects
+(
+    run_id      String,
+    rejected_at DateTime('UTC') DEFAULT now(),
+    reason      String,
+    item        String
+)
+ENGINE = MergeTree
+ORDER BY (rejected_at, run_id);

@@ -1,0 +1,25 @@
+-- One row per (user, prosthesis, report day) of the telemetry in [$1, $2): the day's events
+-- aggregated where they live, so only the small aggregate leaves PostgreSQL.
+-- $3 is the report time zone. A measurement outside its valid range (negative time, battery
+-- outside 0..100, NaN, infinity) counts as not measured; the event still counts as an action.
+SELECT
+    user_id,
+    prosthesis_id,
+    (event_time AT TIME ZONE $3)::date AS report_date,
+    count(*) AS total_actions,
+    avg(response_time_ms) FILTER (WHERE response_time_ms >= 0 AND response_time_ms < 'Infinity') AS avg_response_time,
+    max(response_time_ms) FILTER (WHERE response_time_ms >= 0 AND response_time_ms < 'Infinity') AS max_response_time,
+    min(response_time_ms) FILTER (WHERE response_time_ms >= 0 AND response_time_ms < 'Infinity') AS min_response_time,
+    count(*) FILTER (WHERE lower(trim(action_type)) = 'grasp') AS grasp_count,
+    count(*) FILTER (WHERE lower(trim(action_type)) = 'release') AS release_count,
+    count(*) FILTER (WHERE lower(trim(action_type)) = 'flex') AS flex_count,
+    avg(battery_level) FILTER (WHERE battery_level BETWEEN 0 AND 100) AS avg_battery_level,
+    min(battery_level) FILTER (WHERE battery_level BETWEEN 0 AND 100) AS min_battery_level,
+    coalesce(sum(duration_seconds) FILTER (WHERE duration_seconds >= 0 AND duration_seconds < 'Infinity'), 0) AS usage_seconds,
+    count(*) FILTER (WHERE NOT (response_time_ms >= 0 AND response_time_ms < 'Infinity')) AS invalid_response_count,
+    count(*) FILTER (WHERE NOT (battery_level BETWEEN 0 AND 100)) AS invalid_battery_count,
+    count(*) FILTER (WHERE NOT (duration_seconds >= 0 AND duration_seconds < 'Infinity')) AS invalid_duration_count
+FROM public.telemetry_events
+WHERE event_time >= $1
+  AND event_time < $2
+GROUP BY user_id, prosthesis_id, report_date

@@ -1,0 +1,71 @@
+"""Command line of the embedded stack: `python -m bionicpro_etl.stack up|down|env|generate|airflow`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from bionicpro_etl.config import settings
+from bionicpro_etl.stack import generate
+from bionicpro_etl.stack.services import Stack
+
+
+def yesterday() -> date:
+    return datetime.now(settings().report_tz).date() - timedelta(days=1)
+
+
+def generate_data(stack: Stack, *, users: int, days: int, last_day: date, seed: int) -> tuple[int, int]:
+    """Fill both sources with `days` days ending `last_day`; rows not yet uploaded are left out."""
+    fleet = generate.Fleet(users=users, seed=seed)
+    first_day = last_day - timedelta(days=days - 1)
+    events = generate.load_telemetry(
+        stack.dsn("bionicpro"), fleet, first_day, last_day, settings().report_tz,
+        as_of=datetime.now(settings().report_tz),
+    )  # fmt: skip
+    items = generate.load_crm(stack.dsn("crm"), fleet, first_day)
+    return events, items
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bionicpro_etl.stack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start PostgreSQL and the CRM service (idempotent)")
+    commands.add_parser("down", help="stop them")
+    commands.add_parser("env", help="print the Airflow environment as shell exports")
+    gen = commands.add_parser("generate", help="replace both sources with generated data")
+    gen.add_argument("--users", type=int, default=2000)
+    gen.add_argument("--days", type=int, default=14)
+    gen.add_argument("--last-day", type=date.fromisoformat, default=None)
+    gen.add_argument("--seed", type=int, default=42)
+    run = commands.add_parser("airflow", help="run the airflow CLI on the stack")
+    run.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    stack = Stack.from_env()
+    if args.command == "up":
+        stack.up()
+        print(f"PostgreSQL in {stack.pg_dir}, CRM at {stack.crm_url}, ClickHouse in {stack.clickhouse_dir}")
+    elif args.command == "down":
+        stack.down()
+    elif args.command == "env":
+        for key, value in stack.airflow_env().items():
+            print(f"export {key}={shlex.quote(value)}")
+    elif args.command == "generate":
+        stack.up()
+        events, items = generate_data(
+            stack, users=args.users, days=args.days, last_day=args.last_day or yesterday(), seed=args.seed
+        )
+        print(f"generated {events} telemetry events and {items} CRM items")
+    elif args.command == "airflow":
+        stack.up()
+        os.environ.update(stack.airflow_env())
+        airflow = str(Path(sys.executable).with_name("airflow"))  # the one beside this Python
+        os.execv(airflow, [airflow, *args.args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""A deterministic generator of realistic telemetry and CRM data for the embedded stack.
+
+The same seed always gives the same rows, day by day (each day has its own random stream, so a
+day's data does not depend on which range was asked for). It is vectorised with NumPy and
+written with ADBC bulk ingest (COPY), so weeks of data for thousands of users take seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import adbc_driver_postgresql.dbapi as adbc_pg
+import numpy as np
+import pyarrow as pa
+
+from bionicpro_etl.report_day import day_bounds
+
+ACTIONS = np.array(["grasp", "release", "flex", "rotate", "pinch", "Grasp", " FLEX ", "RELEASE"])
+ACTION_WEIGHTS = np.array([0.34, 0.30, 0.18, 0.08, 0.06, 0.02, 0.01, 0.01])
+# Share of use by local hour: quiet nights, a morning and an evening peak, some use near midnight.
+HOUR_WEIGHTS = np.array(
+    [1, 0.5, 0.3, 0.2, 0.2, 0.5, 2, 5, 8, 9, 9, 8, 7, 7, 7, 7, 8, 9, 9, 8, 6, 4, 3, 2], dtype=float
+)
+FIRST_NAMES = [
+    "Ivan",
+    "Olga",
+    "Дмитрий",
+    "Anna",
+    "Sergei",
+    "Мария",
+    "Liam",
+    "Zoë",
+    "Chloé",
+    "Jean-Luc",
+]
+LAST_NAMES = ["Petrov", "Ivanova", "O'Brien", "Smith", "Кузнецов", "Müller", "García", "Nguyễn"]
+STATUSES = np.array(["active", "active", "active", "active", "active", "suspended", "cancelled"])
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Who owns which prosthesis: users 1..users, about one in seven with a second prosthesis."""
+
+    users: int
+    seed: int = 42
+
+    def prostheses(self) -> pa.Table:
+        rng = np.random.default_rng([self.seed, 0])
+        user_ids = np.arange(1, self.users + 1, dtype=np.int64)
+        second = user_ids[rng.random(self.users) < 0.15]
+        owners = np.concatenate([user_ids, second])
+        numbers = np.concatenate([user_ids, 500_000 + second])
+        order = np.argsort(owners, kind="stable")
+        return pa.table(
+            {
+                "user_id": owners[order],
+                "prosthesis_id": [f"PROT-{n:06d}" for n in numbers[order]],
+            }
+        )
+
+
+def telemetry_day(fleet: Fleet, day: date, tz: ZoneInfo, as_of: datetime | None = None) -> pa.Table:
+    """One report day of events. Rows whose upload would come after `as_of` have not arrived."""
+    rng = np.random.default_rng([fleet.seed, 1, day.toordinal()])
+    devices = fleet.prostheses()
+    rate = np.random.default_rng([fleet.seed, 2]).lognormal(np.log(50), 0.6, devices.num_rows)
+    counts = rng.poisson(rate)
+    n = int(counts.sum())
+    device = np.repeat(np.arange(devices.num_rows), counts)
+
+    start, end = day_bounds(day, tz)
+    day_seconds = (end - start).total_seconds()
+    hour = rng.choice(24, size=n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
+    offset = np.minimum(hour * 3600 + rng.random(n) * 3600, day_seconds - 1e-3)
+    start_us = int(start.timestamp() * 1_000_000)
+    event_us = start_us + (offset * 1_000_000).astype(np.int64)
+
+    late = rng.random(n) < 0.03
+    delay = rng.exponential(30, n) + late * rng.uniform(86_400, 5 * 86_400, n)
+    received_us = event_us + (delay * 1_000_000).astype(np.int64)
+
+    response = rng.lognormal(np.log(120), 0.5, n)
+    response = _spoil(rng, response, missing=0.02, invalid=0.005, bad=-1.0)
+    # Battery drains through the day from a per-device morning charge.
+    battery = np.clip(
+        100 - offset / day_seconds * rng.uniform(40, 80, n) + rng.normal(0, 2, n), 0, 100
+    )
+    battery = _spoil(rng, battery, missing=0.02, invalid=0.003, bad=103.5)
+    duration = _spoil(rng, rng.exponential(300.0, n), missing=0.01, invalid=0.003, bad=-2.0)
+
+    table = pa.table(
+        {
+            "user_id": devices["user_id"].take(device),
+            "prosthesis_id": devices["prosthesis_id"].take(device),
+            "event_time": pa.array(event_us, pa.timestamp("us", tz="UTC")),
+            "received_at": pa.array(received_us, pa.timestamp("us", tz="UTC")),
+            "action_type": ACTIONS[rng.choice(len(ACTIONS), size=n, p=ACTION_WEIGHTS)],
+            "response_time_ms": response,
+            "battery_level": battery,
+            "duration_seconds": duration,
+        }
+    )
+    if as_of is not None:
+        arrived = received_us <= int(as_of.timestamp() * 1_000_000)
+        table = table.filter(pa.array(arrived))
+    return table
+
+
+def _spoil(
+    rng: np.random.Generator, values: np.ndarray, *, missing: float, invalid: float, bad: float
+) -> pa.Array:
+    """A few measurements missing (null) and a few out of range, as real devices send."""
+    roll = rng.random(len(values))
+    values = np.where(roll < invalid, bad, values)
+    return pa.array(values, mask=(roll >= invalid) & (roll < invalid + missing))
+
+
+def crm_items(fleet: Fleet, first_day: date) -> pa.Table:
+    """CRM items for the fleet, with the untidiness of a real CRM: users and prostheses it does
+    not know, orders for another prosthesis, older duplicates of an order, users with no
+    telemetry, and a few items that do not validate."""
+    rng = np.random.default_rng([fleet.seed, 3])
+    devices = fleet.prostheses()
+    users = devices["user_id"].to_numpy()
+    ids = devices["prosthesis_id"].to_numpy(zero_copy_only=False).astype(object)
+    m = len(users)
+
+    known_user = np.isin(users, np.unique(users)[rng.random(fleet.users) < 0.92])
+    other_prosthesis = rng.random(m) < 0.03
+    ids = np.where(other_prosthesis, [f"PROT-9{u:05d}" for u in users], ids)
+    keep = known_user & (rng.random(m) < 0.97)
+    users, ids = users[keep], ids[keep]
+
+    extra = np.arange(fleet.users + 1, fleet.users + 1 + max(1, fleet.users // 30))
+    users = np.concatenate([users, extra])
+    ids = np.concatenate([ids, [f"PROT-8{u:05d}" for u in extra]])
+    k = len(users)
+
+    base = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+    updated = [
+        base - timedelta(days=int(d), seconds=int(s))
+        for d, s in zip(rng.integers(1, 300, k), rng.integers(0, 86_400, k), strict=True)
+    ]
+    ordered = [(first_day - timedelta(days=int(d))).isoformat() for d in rng.integers(30, 900, k)]
+    rows = {
+        "user_id": users,
+        "email": [f"user{u}@example.com" for u in users],
+        "first_name": [FIRST_NAMES[u % len(FIRST_NAMES)] for u in users],
+        "last_name": [LAST_NAMES[u % len(LAST_NAMES)] for u in users],
+        "prosthesis_id": ids,
+        "order_date": [
+            None if r < 0.02 else o for r, o in zip(rng.random(k), ordered, strict=True)
+        ],
+        "status": STATUSES[rng.integers(0, len(STATUSES), k)],
+        "updated_at": updated,
+    }
+    current = pa.table(rows)
+    # An older version of some orders: a pending order with an old e-mail, superseded since.
+    dup = rng.random(k) < 0.05
+    older = current.filter(pa.array(dup))
+    older = older.set_column(
+        1, "email", pa.array([f"old.user{u}@example.com" for u in older["user_id"].to_pylist()])
+    )
+    older = older.set_column(6, "status", pa.array(["pending"] * older.num_rows))
+    older = older.set_column(
+        7,
+        "updated_at",
+        pa.array(
+            [t - timedelta(days=10) for t in older["updated_at"].to_pylist()],
+            pa.timestamp("us", tz="UTC"),
+        ),
+    )
+    bad = pa.table(
+        {
+            "user_id": pa.array([0, fleet.users + 10_000, fleet.users + 10_001], pa.int64()),
+            "email": ["nobody@example.com", "bad.date@example.com", "no.prosthesis@example.com"],
+            "first_name": ["No", "Bad", "Empty"],
+            "last_name": ["Id", "Date", "Prosthesis"],
+            "prosthesis_id": ["PROT-000001", "PROT-000002", ""],
+            "order_date": ["2024-01-01", "2024-13-45", "2024-01-01"],
+            "status": ["active"] * 3,
+            "updated_at": pa.array([base] * 3, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    schema = bad.schema
+    return pa.concat_tables([current.cast(schema), older.cast(schema), bad])
+
+
+def days_between(first_day: date, last_day: date) -> Iterator[date]:
+    day = first_day
+    while day <= last_day:
+        yield day
+        day += timedelta(days=1)
+
+
+def load_telemetry(
+    dsn: str,
+    fleet: Fleet,
+    first_day: date,
+    last_day: date,
+    tz: ZoneInfo,
+    as_of: datetime | None = None,
+) -> int:
+    """Replace the telemetry table's contents with the generated days; returns the row count."""
+    rows = 0
+    with adbc_pg.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE public.telemetry_events RESTART IDENTITY")
+            for day in days_between(first_day, last_day):
+                rows += cur.adbc_ingest(
+                    "telemetry_events", telemetry_day(fleet, day, tz, as_of), mode="append"
+                )
+            cur.execute("ANALYZE public.telemetry_events")
+        conn.commit()
+    return rows
+
+
+def load_crm(dsn: str, fleet: Fleet, first_day: date) -> int:
+    """Replace the CRM store's contents with the generated items; returns the item count."""
+    with adbc_pg.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE public.crm_orders RESTART IDENTITY")
+            rows = cur.adbc_ingest("crm_orders", crm_items(fleet, first_day), mode="append")
+        conn.commit()
+    return rows

@@ -1,0 +1,169 @@
+"""The embedded stack: a real PostgreSQL (pgserver), the reference CRM service (uvicorn), the
+chDB engine's data folder and an Airflow home, all under one project-local folder.
+
+`up()` is safe to repeat and to run after a crash: pgserver reuses or restarts its server, the
+CRM is started only when its health check does not answer, and every DDL is IF NOT EXISTS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import requests
+
+from bionicpro_etl.queries import sql
+
+DEFAULT_ROOT = Path(".stack")
+CRM_USER = "bionicpro"
+
+
+@dataclass(frozen=True)
+class Stack:
+    root: Path
+    crm_port: int = 8765
+
+    @classmethod
+    def from_env(cls) -> Stack:
+        root = Path(os.environ.get("BIONICPRO_STACK_DIR") or DEFAULT_ROOT).absolute()
+        return cls(root, int(os.environ.get("BIONICPRO_CRM_PORT", "8765")))
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def clickhouse_dir(self) -> Path:
+        return self.root / "clickhouse"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def crm_url(self) -> str:
+        return f"http://127.0.0.1:{self.crm_port}"
+
+    def dsn(self, database: str) -> str:
+        return f"host={self.pg_dir} user=postgres dbname={database}"
+
+    def crm_password(self) -> str:
+        """Made once per stack, so the demo's credentials are real but never committed."""
+        path = self.root / "crm_password"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(16))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    # --- PostgreSQL -------------------------------------------------------------------------
+
+    def start_postgres(self) -> None:
+        import pgserver
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(self.pg_dir, cleanup_mode=None)
+        for database, ddl in (("bionicpro", "telemetry_events"), ("crm", "crm_orders")):
+            exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+            if "(1 row)" not in exists:
+                server.psql(f"CREATE DATABASE {database};")
+            with psycopg.connect(self.dsn(database), autocommit=True) as conn:
+                conn.execute(sql(ddl))
+
+    def stop_postgres(self) -> None:
+        if (self.pg_dir / "postmaster.pid").exists():
+            import pgserver
+
+            pgserver.get_server(self.pg_dir, cleanup_mode="stop").cleanup()
+
+    # --- the CRM service --------------------------------------------------------------------
+
+    def crm_healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.crm_url}/health", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    def start_crm(self, *, faults: bool = False) -> None:
+        if self.crm_healthy():
+            return
+        env = {
+            **os.environ,
+            "CRM_DSN": self.dsn("crm"),
+            "CRM_USERNAME": CRM_USER,
+            "CRM_PASSWORD": self.crm_password(),
+            "CRM_FAULTS": "1" if faults else "0",
+        }
+        log = (self.root / "crm.log").open("ab")
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "uvicorn", "--factory",
+                "bionicpro_etl.stack.crm_service:app_from_env",
+                "--host", "127.0.0.1", "--port", str(self.crm_port), "--log-level", "warning",
+            ],
+            env=env, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+        (self.root / "crm.pid").write_text(str(process.pid))
+        deadline = time.monotonic() + 30
+        while not self.crm_healthy():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the CRM service did not start; see {self.root / 'crm.log'}")
+            time.sleep(0.2)
+
+    def stop_crm(self) -> None:
+        pid_file = self.root / "crm.pid"
+        if pid_file.exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            pid_file.unlink()
+
+    # --- the whole stack --------------------------------------------------------------------
+
+    def up(self, *, crm_faults: bool = False) -> None:
+        self.start_postgres()
+        self.start_crm(faults=crm_faults)
+        self.clickhouse_dir.mkdir(parents=True, exist_ok=True)
+
+    def down(self) -> None:
+        self.stop_crm()
+        self.stop_postgres()
+
+    def connections(self) -> dict[str, str]:
+        """The contract's three Airflow connections, pointing at this stack (JSON form)."""
+        return {
+            "AIRFLOW_CONN_POSTGRES_DEFAULT": json.dumps(
+                {"conn_type": "postgres", "host": str(self.pg_dir), "login": "postgres",
+                 "schema": "bionicpro"}
+            ),
+            "AIRFLOW_CONN_CRM_HTTP": json.dumps(
+                {"conn_type": "http", "host": "127.0.0.1", "port": self.crm_port, "schema": "http",
+                 "login": CRM_USER, "password": self.crm_password()}
+            ),
+            "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(
+                {"conn_type": "clickhouse",
+                 "extra": {"client_kwargs": {"interface": "chdb", "path": str(self.clickhouse_dir)}}}
+            ),
+        }  # fmt: skip
+
+    def airflow_env(self) -> dict[str, str]:
+        """Environment for the `airflow` CLI on this stack: its own home and SQLite metadata DB,
+        the project's dags/ folder, and one task at a time (chDB admits one process)."""
+        dags = Path(os.environ.get("BIONICPRO_DAGS_FOLDER") or "dags").absolute()
+        return {
+            **self.connections(),
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "1",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
+        }
