@@ -154,7 +154,9 @@ def _reason(exc: ValidationError) -> str:
     )
 
 
-def with_retries(session: requests.Session, *, attempts: int = 5, backoff: float = 1.0) -> requests.Session:
+def with_retries(
+    session: requests.Session, *, attempts: int = 5, backoff: float = 1.0
+) -> requests.Session:
     """Retry what a later attempt can fix (contract section 4): 429 after its Retry-After, 5xx and
     connection faults with exponential backoff; 401/403 and other 4xx fail at once."""
     from requests.adapters import HTTPAdapter

@@ -101,3 +101,21 @@ def load_to_clickhouse(client: Client, run: Run) -> dict[str, int]:
     published = load.publish_days(client, run.stage, run.days)
     run.stage.drop_all(client)
     return {"published_rows": published, "days": len(run.days)}
+
+
+def run_all(
+    dsn: str,
+    session: requests.Session,
+    base_url: str,
+    client: Client,
+    run: Run,
+    config: Settings | None = None,
+) -> dict[str, int]:
+    """Every stage in the DAG's order, in this process, without Airflow (tests, benchmarks)."""
+    create_data_mart_table(client)
+    return {
+        **extract_telemetry(dsn, client, run, config),
+        **extract_crm_data(session, base_url, client, run, config),
+        **transform_data(client, run),
+        **load_to_clickhouse(client, run),
+    }

@@ -6,7 +6,7 @@ from its logical date, never from the wall clock, so re-running an old run rebui
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
@@ -24,8 +24,8 @@ def report_day_of(logical_date: datetime, tz: ZoneInfo) -> date:
 
 
 def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The instants where the report day begins and the next one begins (23 or 25 hours apart
-    on a daylight-saving change)."""
+    """The instants, in UTC, where the report day begins and the next one begins: 23 or 25 hours
+    apart on a daylight-saving change (arithmetic on zone-local datetimes would say 24)."""
     start = datetime.combine(day, time.min, tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
-    return start, end
+    return start.astimezone(UTC), end.astimezone(UTC)

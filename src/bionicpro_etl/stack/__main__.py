@@ -18,7 +18,9 @@ def yesterday() -> date:
     return datetime.now(settings().report_tz).date() - timedelta(days=1)
 
 
-def generate_data(stack: Stack, *, users: int, days: int, last_day: date, seed: int) -> tuple[int, int]:
+def generate_data(
+    stack: Stack, *, users: int, days: int, last_day: date, seed: int
+) -> tuple[int, int]:
     """Fill both sources with `days` days ending `last_day`; rows not yet uploaded are left out."""
     fleet = generate.Fleet(users=users, seed=seed)
     first_day = last_day - timedelta(days=days - 1)
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     stack = Stack.from_env()
     if args.command == "up":
         stack.up()
-        print(f"PostgreSQL in {stack.pg_dir}, CRM at {stack.crm_url}, ClickHouse in {stack.clickhouse_dir}")
+        print(
+            f"PostgreSQL in {stack.pg_dir}, CRM at {stack.crm_url}, ClickHouse in {stack.clickhouse_dir}"
+        )
     elif args.command == "down":
         stack.down()
     elif args.command == "env":
@@ -57,7 +61,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "generate":
         stack.up()
         events, items = generate_data(
-            stack, users=args.users, days=args.days, last_day=args.last_day or yesterday(), seed=args.seed
+            stack,
+            users=args.users,
+            days=args.days,
+            last_day=args.last_day or yesterday(),
+            seed=args.seed,
         )
         print(f"generated {events} telemetry events and {items} CRM items")
     elif args.command == "airflow":

@@ -28,10 +28,9 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
-
-from psycopg_pool import AsyncConnectionPool
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -66,7 +66,7 @@ def telemetry_day(fleet: Fleet, day: date, tz: ZoneInfo, as_of: datetime | None 
     """One report day of events. Rows whose upload would come after `as_of` have not arrived."""
     rng = np.random.default_rng([fleet.seed, 1, day.toordinal()])
     devices = fleet.prostheses()
-    rate = np.random.default_rng([fleet.seed, 2]).lognormal(np.log(50), 0.6, devices.num_rows)
+    rate = np.random.default_rng([fleet.seed, 2]).lognormal(np.log(50), 0.45, devices.num_rows)
     counts = rng.poisson(rate)
     n = int(counts.sum())
     device = np.repeat(np.arange(devices.num_rows), counts)
@@ -89,7 +89,7 @@ def telemetry_day(fleet: Fleet, day: date, tz: ZoneInfo, as_of: datetime | None 
         100 - offset / day_seconds * rng.uniform(40, 80, n) + rng.normal(0, 2, n), 0, 100
     )
     battery = _spoil(rng, battery, missing=0.02, invalid=0.003, bad=103.5)
-    duration = _spoil(rng, rng.exponential(300.0, n), missing=0.01, invalid=0.003, bad=-2.0)
+    duration = _spoil(rng, rng.exponential(240.0, n), missing=0.01, invalid=0.003, bad=-2.0)
 
     table = pa.table(
         {

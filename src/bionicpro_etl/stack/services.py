@@ -7,15 +7,19 @@ CRM is started only when its health check does not answer, and every DDL is IF N
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import requests
@@ -67,10 +71,8 @@ class Stack:
     # --- PostgreSQL -------------------------------------------------------------------------
 
     def start_postgres(self) -> None:
-        import pgserver
-
         self.root.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(self.pg_dir, cleanup_mode=None)
+        server = _pgserver(self.pg_dir, cleanup_mode=None)
         for database, ddl in (("bionicpro", "telemetry_events"), ("crm", "crm_orders")):
             exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
             if "(1 row)" not in exists:
@@ -80,9 +82,7 @@ class Stack:
 
     def stop_postgres(self) -> None:
         if (self.pg_dir / "postmaster.pid").exists():
-            import pgserver
-
-            pgserver.get_server(self.pg_dir, cleanup_mode="stop").cleanup()
+            _pgserver(self.pg_dir, cleanup_mode="stop").cleanup()
 
     # --- the CRM service --------------------------------------------------------------------
 
@@ -121,10 +121,8 @@ class Stack:
     def stop_crm(self) -> None:
         pid_file = self.root / "crm.pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             pid_file.unlink()
 
     # --- the whole stack --------------------------------------------------------------------
@@ -167,3 +165,15 @@ class Stack:
             "AIRFLOW__CORE__PARALLELISM": "1",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
         }
+
+
+def _pgserver(pg_dir: Path, cleanup_mode: str | None) -> Any:
+    """pgserver's server for `pg_dir`, started if needed (it also clears a stale pid file)."""
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir it does not need; that warns on CI.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pgserver
+
+        # Its info lines (also from its exit hook, after test runners close their streams) are noise.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        return pgserver.get_server(pg_dir, cleanup_mode=cleanup_mode)

@@ -1,0 +1,45 @@
+# Two commands do all set-up: `make demo` and `make test`. Each bootstraps uv into .tools/
+# (if no uv is on PATH) and the project's .venv from uv.lock; nothing else is installed.
+
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+RUN := $(UV) run --frozen --all-extras
+
+.PHONY: demo test lint format airflow stack-up stack-down requirements clean
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+demo: .venv/.synced  ## the main job on the embedded stack
+	$(RUN) python -m bionicpro_etl.demo
+
+test: .venv/.synced  ## the whole test suite
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: .venv/.synced
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: .venv/.synced
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+airflow: .venv/.synced  ## Airflow UI (airflow standalone) on the embedded stack
+	$(RUN) python -m bionicpro_etl.stack airflow standalone
+
+stack-up: .venv/.synced
+	$(RUN) python -m bionicpro_etl.stack up
+
+stack-down: .venv/.synced
+	$(RUN) python -m bionicpro_etl.stack down
+
+requirements: .venv/.synced  ## requirements.txt from the lock file
+	$(UV) export --frozen --all-extras --no-dev --no-hashes -o requirements.txt
+
+clean: stack-down
+	rm -rf .stack

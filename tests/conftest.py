@@ -1,0 +1,75 @@
+"""The real embedded stack for the tests: PostgreSQL (pgserver), the reference CRM over HTTP,
+and the chDB engine, in a temporary folder, with a small generated data set."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+
+# A clean Airflow for the whole session (set before anything imports airflow): its own home,
+# no examples, nothing from the machine's ~/airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow_home_")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+from collections.abc import Iterator
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import clickhouse_connect
+import pytest
+import requests
+from clickhouse_connect.driver.client import Client
+
+from bionicpro_etl import extract, pipeline
+from bionicpro_etl.stack import generate
+from bionicpro_etl.stack.services import CRM_USER, Stack
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+FIRST_DAY = date(2024, 1, 1)
+LAST_DAY = date(2024, 1, 3)
+FLEET = generate.Fleet(users=1000, seed=7)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("stack"), crm_port=free_port())
+    stack.up(crm_faults=True)
+    generate.load_telemetry(stack.dsn("bionicpro"), FLEET, FIRST_DAY, LAST_DAY, MOSCOW)
+    generate.load_crm(stack.dsn("crm"), FLEET, FIRST_DAY)
+    yield stack
+    stack.down()
+
+
+@pytest.fixture(autouse=True)
+def report_tz(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contract's default zone, whatever the machine's environment says."""
+    monkeypatch.delenv("BIONICPRO_REPORT_TZ", raising=False)
+
+
+@pytest.fixture
+def ch(stack: Stack) -> Iterator[Client]:
+    """A client of the stack's chDB engine, closed after the test (one process at a time)."""
+    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def crm(stack: Stack) -> Iterator[requests.Session]:
+    with extract.with_retries(requests.Session(), backoff=0.05) as session:
+        session.auth = (CRM_USER, stack.crm_password())
+        yield session
+
+
+def build_day(
+    stack: Stack, ch: Client, crm: requests.Session, day: date, run_id: str
+) -> dict[str, int]:
+    """Build one report day with the package's stages, in this process."""
+    run = pipeline.Run(run_id, (day,))
+    return pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)

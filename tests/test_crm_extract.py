@@ -1,0 +1,104 @@
+"""Reading the CRM (contract section 4) against the reference service over real HTTP."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from bionicpro_etl.extract import CrmError, crm_pages, validate_items
+
+GOOD = {
+    "user_id": 123, "email": "a@example.com", "first_name": "Анна", "last_name": "O'Brien",
+    "prosthesis_id": "PROT-000123", "order_date": "2024-01-15", "status": "active",
+    "updated_at": "2024-01-20T10:00:00Z",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"user_id": 0}, "user_id"),
+        ({"user_id": "123"}, "user_id"),
+        ({"user_id": True}, "user_id"),
+        ({"prosthesis_id": ""}, "prosthesis_id"),
+        ({"prosthesis_id": "   "}, "prosthesis_id"),
+        ({"order_date": "2024-13-45"}, "order_date"),
+        ({"updated_at": "yesterday"}, "updated_at"),
+        ({"updated_at": "2024-01-20T10:00:00"}, "updated_at"),  # no zone: an instant unknown
+        ({"email": None}, "email"),
+    ],
+)
+def test_an_invalid_item_is_rejected_with_its_reason(change, field):
+    page = validate_items([GOOD, {**GOOD, **change}])
+    assert page.items.num_rows == 1
+    ((reason, item),) = page.rejects
+    assert reason.startswith(field)
+    assert field in item
+
+
+def test_a_missing_field_is_a_reject():
+    item = dict(GOOD)
+    del item["status"]
+    assert validate_items([item]).rejects[0][0].startswith("status")
+
+
+def test_valid_items_keep_their_text_and_listing_position():
+    page = validate_items([GOOD, {**GOOD, "order_date": None}], first_seq=1000)
+    rows = page.items.to_pylist()
+    assert [r["seq"] for r in rows] == [1000, 1001]
+    assert rows[0]["first_name"] == "Анна" and rows[0]["last_name"] == "O'Brien"
+    assert rows[1]["order_date"] is None
+
+
+def faults(stack, **fault) -> None:
+    requests.post(f"{stack.crm_url}/_faults", json=fault, timeout=5).raise_for_status()
+
+
+@pytest.fixture
+def clean_faults(stack):
+    requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+    yield
+    requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+
+
+def read_all(stack, crm, page_size=100):
+    return list(crm_pages(crm, stack.crm_url, page_size=page_size))
+
+
+def test_pagination_reads_every_item_once(stack, crm, clean_faults):
+    small = read_all(stack, crm, page_size=37)
+    whole = read_all(stack, crm, page_size=1000)
+    seqs = [s for page in small for s in page.items.column("seq").to_pylist()]
+    assert len(small) > 3
+    assert seqs == sorted(set(seqs))
+    assert sum(p.items.num_rows for p in small) == sum(p.items.num_rows for p in whole)
+
+
+def test_wrong_credentials_fail_without_retry(stack, crm, clean_faults):
+    crm.auth = ("bionicpro", "wrong")
+    with pytest.raises(CrmError, match="HTTP 401"):
+        read_all(stack, crm)
+
+
+def test_a_body_that_is_not_json_names_url_status_and_body(stack, crm, clean_faults):
+    faults(stack, kind="not_json", times=1)
+    with pytest.raises(CrmError, match=r"/api/v1/customers.*not JSON \(HTTP 200\).*maintenance"):
+        read_all(stack, crm)
+
+
+def test_json_of_the_wrong_shape_fails(stack, crm, clean_faults):
+    faults(stack, kind="wrong_shape", times=1)
+    with pytest.raises(CrmError, match="not a customers page"):
+        read_all(stack, crm)
+
+
+def test_a_repeated_cursor_stops_instead_of_looping(stack, crm, clean_faults):
+    faults(stack, kind="repeat_cursor", times=5)
+    with pytest.raises(CrmError, match="repeated the cursor"):
+        read_all(stack, crm)
+
+
+def test_server_errors_are_retried(stack, crm, clean_faults):
+    faults(stack, kind="status", status=503, times=2)
+    pages = read_all(stack, crm, page_size=1000)
+    assert sum(p.items.num_rows for p in pages) > 0

@@ -1,0 +1,172 @@
+"""The pipeline on the real stack (PostgreSQL + the CRM over HTTP + chDB), checked column by
+column against an independent recomputation from the source rows."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import date
+
+import psycopg
+import pytest
+from conftest import FIRST_DAY, LAST_DAY, MOSCOW, build_day
+from expected import expected_mart
+
+from bionicpro_etl.config import settings
+from bionicpro_etl.extract import CrmError
+from bionicpro_etl.report_day import day_bounds
+
+MART = "bionicpro_reports.reports_data_mart"
+CONTRACT_COLUMNS = (
+    "user_id, email, first_name, last_name, prosthesis_id, report_date, total_actions,"
+    " avg_response_time, max_response_time, min_response_time, grasp_count, release_count,"
+    " flex_count, avg_battery_level, min_battery_level, total_usage_seconds, usage_hours,"
+    " actions_per_hour, efficiency_score, order_date, status"
+)
+
+
+def mart_rows(ch, day: date) -> dict[tuple, dict]:
+    result = ch.query(
+        f"SELECT {CONTRACT_COLUMNS} FROM {MART} WHERE report_date = {{day:Date}}",
+        parameters={"day": day},
+    )
+    rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    keyed = {(r["user_id"], r["prosthesis_id"], r["report_date"]): r for r in rows}
+    assert len(keyed) == len(rows), "duplicate (user_id, prosthesis_id, report_date) rows"
+    return keyed
+
+
+def assert_same(actual: dict, expected: dict) -> None:
+    for column, want in expected.items():
+        got = actual[column]
+        if isinstance(want, float) and got is not None:
+            # Float32 columns: equal to the exact value within single precision.
+            assert math.isclose(got, want, rel_tol=2e-6, abs_tol=1e-6), (column, got, want)
+        else:
+            assert got == want, (column, got, want)
+
+
+@pytest.fixture(scope="module")
+def built(stack):
+    """Days 1..3 built once, in a shuffled order, for the checks that only read."""
+    import clickhouse_connect
+    import requests
+
+    from bionicpro_etl.extract import with_retries
+    from bionicpro_etl.stack.services import CRM_USER
+
+    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    with with_retries(requests.Session()) as session:
+        session.auth = (CRM_USER, stack.crm_password())
+        for n, day in enumerate((date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 1))):
+            build_day(stack, client, session, day, f"module_run_{n}")
+    client.close()
+
+
+@pytest.mark.parametrize("day", [FIRST_DAY, date(2024, 1, 2), LAST_DAY])
+def test_mart_equals_recomputation_from_sources(built, stack, ch, day):
+    expected = expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), day, MOSCOW)
+    actual = mart_rows(ch, day)
+    assert expected, "the generated data must have events on every day"
+    assert actual.keys() == expected.keys()
+    for key, row in expected.items():
+        assert_same(actual[key], row)
+
+
+def test_the_data_exercises_every_rule(built, stack, ch):
+    """The comparison above is only as good as the cases the data holds: check they are there."""
+    (unknown, fallback_names, nameless, with_order) = ch.query(
+        f"SELECT countIf(status = 'unknown'), countIf(status = 'unknown' AND email != ''),"
+        f" countIf(email = ''),"
+        f" countIf(status != 'unknown') FROM {MART}"
+    ).result_rows[0]
+    assert unknown and fallback_names and nameless and with_order
+    with psycopg.connect(stack.dsn("bionicpro")) as conn:
+        invalid, mixed_case, late = conn.execute(
+            "SELECT count(*) FILTER (WHERE response_time_ms < 0 OR battery_level > 100"
+            "   OR duration_seconds < 0),"
+            " count(*) FILTER (WHERE action_type <> lower(trim(action_type))),"
+            " count(*) FILTER (WHERE received_at > event_time + interval '1 day')"
+            " FROM telemetry_events"
+        ).fetchone()
+    assert invalid and mixed_case and late
+
+
+def test_rerun_leaves_identical_rows(stack, ch, crm):
+    day = date(2024, 1, 2)
+    build_day(stack, ch, crm, day, "rerun_a")
+    first = mart_rows(ch, day)
+    build_day(stack, ch, crm, day, "rerun_b")
+    build_day(stack, ch, crm, day, "rerun_b")  # the same run again, as a retry would
+    assert mart_rows(ch, day) == first
+    assert ch.query(f"SELECT count() FROM {MART} WHERE run_id = 'rerun_a'").result_rows[0][0] == 0
+
+
+def test_rebuilding_a_day_leaves_other_days_alone(built, stack, ch, crm):
+    before = {day: mart_rows(ch, day) for day in (FIRST_DAY, LAST_DAY)}
+    build_day(stack, ch, crm, date(2024, 1, 2), "middle_only")
+    assert {day: mart_rows(ch, day) for day in (FIRST_DAY, LAST_DAY)} == before
+
+
+def test_crm_rejects_are_kept_with_their_reason(built, ch):
+    reasons = [r for (r,) in ch.query(
+        "SELECT reason FROM bionicpro_reports.crm_rejects WHERE run_id = 'module_run_0'"
+    ).result_rows]  # fmt: skip
+    assert len(reasons) == 3
+    assert any(r.startswith("user_id") for r in reasons)
+    assert any(r.startswith("prosthesis_id") for r in reasons)
+    assert any(r.startswith("order_date") for r in reasons)
+
+
+def test_too_many_rejects_fail_the_run_and_leave_the_mart(built, stack, ch, crm, monkeypatch):
+    before = mart_rows(ch, FIRST_DAY)
+    monkeypatch.setenv("BIONICPRO_CRM_MAX_REJECT_SHARE", "0.0001")
+    with pytest.raises(CrmError, match=r"rejects 3 of \d+ items"):
+        build_day(stack, ch, crm, FIRST_DAY, "strict_rejects")
+    assert mart_rows(ch, FIRST_DAY) == before
+
+
+def test_select_during_a_load_sees_old_or_new_day_never_a_mix(built, stack, ch, crm):
+    """Change a day at the source, rebuild it while another client keeps reading it."""
+    import clickhouse_connect
+
+    day = LAST_DAY
+    snapshot = f"SELECT count(), sum(total_actions) FROM {MART} WHERE report_date = {{day:Date}}"
+    old = ch.query(snapshot, parameters={"day": day}).result_rows[0]
+    with psycopg.connect(stack.dsn("bionicpro")) as conn:
+        moved = conn.execute(
+            "UPDATE telemetry_events SET prosthesis_id = prosthesis_id || '-X'"
+            " WHERE id IN (SELECT id FROM telemetry_events WHERE event_time >= %s"
+            " AND event_time < %s AND id %% 2 = 0)",
+            day_bounds(day, MOSCOW),
+        ).rowcount
+    assert moved
+
+    seen: list[tuple] = []
+    stop = threading.Event()
+    reader = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(reader.query(snapshot, parameters={"day": day}).result_rows[0])
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        build_day(stack, ch, crm, day, "under_readers")
+    finally:
+        stop.set()
+        thread.join()
+        reader.close()
+    new = ch.query(snapshot, parameters={"day": day}).result_rows[0]
+    assert new[0] > old[0] and new[1] == old[1]  # more rows, the same actions
+    assert seen and set(seen) <= {old, new}
+    assert (
+        mart_rows(ch, day).keys()
+        == expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), day, MOSCOW).keys()
+    )
+
+
+def test_report_zone_from_the_environment(monkeypatch):
+    monkeypatch.setenv("BIONICPRO_REPORT_TZ", "America/New_York")
+    assert settings().report_tz.key == "America/New_York"
