@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pendulum
@@ -66,13 +67,14 @@ def test_non_default_zone_from_the_environment(monkeypatch):
     assert start == datetime(2024, 1, 1, 5, 0, tzinfo=UTC)
 
 
-def test_a_run_without_logical_date_builds_its_interval_start_day():
+def test_a_manual_run_without_logical_date_builds_the_day_before_its_trigger():
+    """`airflow dags trigger reports_etl_dag` (Airflow 3 gives it no logical date)."""
     context = {
         "run_id": "manual__x",
         "logical_date": None,
-        "data_interval_start": datetime(2024, 5, 9, 23, 0, tzinfo=UTC),  # 02:00 MSK, May 10
+        "dag_run": SimpleNamespace(run_after=datetime(2024, 5, 9, 22, 30, tzinfo=UTC)),  # 01:30 MSK
     }
-    assert Run.of(context).days == (date(2024, 5, 10),)
+    assert Run.of(context).days == (date(2024, 5, 9),)
 
 
 def test_a_naive_logical_date_is_refused():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import requests
@@ -30,11 +30,15 @@ class Run:
 
     @classmethod
     def of(cls, context: Mapping[str, Any], config: Settings | None = None) -> Run:
-        """The run an Airflow task context describes. A run with no logical date (a manual
-        trigger) builds the day its data interval starts in, like a scheduled run would."""
-        config = config or settings()
-        when: datetime = context.get("logical_date") or context["data_interval_start"]
-        return cls(run_id=context["run_id"], days=(report_day_of(when, config.report_tz),))
+        """The run an Airflow task context describes. A manual trigger without a logical date
+        builds the day before the one it was triggered on, as if it were that night's run."""
+        tz = (config or settings()).report_tz
+        logical_date: datetime | None = context.get("logical_date")
+        if logical_date is not None:
+            day = report_day_of(logical_date, tz)
+        else:
+            day = report_day_of(context["dag_run"].run_after, tz) - timedelta(days=1)
+        return cls(run_id=context["run_id"], days=(day,))
 
     @property
     def stage(self) -> Staging:
