@@ -71,6 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "airflow":
         stack.up()
         os.environ.update(stack.airflow_env())
+        if args.args[:1] == ["standalone"]:
+            passwords = stack.airflow_home / "simple_auth_manager_passwords.json.generated"
+            print(
+                "Airflow UI: http://localhost:8080  user: admin  password: printed below as"
+                f" \"Password for user 'admin'\", and kept in {passwords}",
+                flush=True,
+            )
         airflow = str(Path(sys.executable).with_name("airflow"))  # the one beside this Python
         os.execv(airflow, [airflow, *args.args])
 
