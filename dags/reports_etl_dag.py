@@ -4,9 +4,10 @@
     create_data_mart_table >> [extract_telemetry, extract_crm_data] >> transform_data
         >> load_to_clickhouse
 
-Runs at 02:00 report time and builds the report day that just ended. The work is in the
-`bionicpro_etl` package; each task only opens clients and calls it. Tasks hand data over through
-staging tables in ClickHouse, and return only counts.
+Runs at 02:00 report time (BIONICPRO_SCHEDULE) and builds the report day that just ended, plus
+every day within the look-back that received late events, and refreshes CRM changes. The work is
+in the `bionicpro_etl` package; each task only opens clients and calls it. Tasks hand data over
+through staging tables in ClickHouse; XCom carries only the plan's days and counts.
 """
 
 from __future__ import annotations
@@ -14,21 +15,37 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from bionicpro_etl.config import settings
 
-REPORT_TZ = pendulum.timezone(settings().report_tz.key)
+CONFIG = settings()
+REPORT_TZ = pendulum.timezone(CONFIG.report_tz.key)
+
+
+def log_failed_run(context) -> None:
+    """A task failed for good: say so in the run log (the watermark does not move)."""
+    from bionicpro_etl import clients, pipeline
+
+    with clients.clickhouse() as ch:
+        pipeline.record_failure(
+            ch, pipeline.Run.of(context), context["ti"].task_id, context.get("exception")
+        )
 
 
 @dag(
     dag_id="reports_etl_dag",
-    description="Telemetry + CRM -> ClickHouse reports data mart, one report day per run",
-    schedule=CronDataIntervalTimetable("0 2 * * *", timezone=REPORT_TZ),
+    description="Telemetry + CRM -> ClickHouse reports data mart; late data and CRM changes too",
+    schedule=CronDataIntervalTimetable(CONFIG.schedule, timezone=REPORT_TZ),
     start_date=pendulum.datetime(2024, 1, 1, tz=REPORT_TZ),
     catchup=False,
-    max_active_runs=1,  # a day is published by rewriting its month: one writer at a time
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    max_active_runs=1,  # a run publishes by rewriting months: one writer at a time
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "on_failure_callback": log_failed_run,
+    },
+    params={"crm_full_refresh": Param(False, type="boolean", description="read the whole CRM")},
     tags=["bionicpro", "reports"],
 )
 def reports_etl_dag() -> None:
@@ -41,36 +58,38 @@ def reports_etl_dag() -> None:
             pipeline.create_data_mart_table(ch)
 
     @task
-    def extract_telemetry(**context) -> dict[str, int]:
+    def extract_telemetry(**context) -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.clickhouse() as ch:
             return pipeline.extract_telemetry(clients.postgres_dsn(), ch, pipeline.Run.of(context))
 
     @task
-    def extract_crm_data(**context) -> dict[str, int]:
+    def extract_crm_data(**context) -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.crm_session() as (session, base_url), clients.clickhouse() as ch:
             return pipeline.extract_crm_data(session, base_url, ch, pipeline.Run.of(context))
 
     @task
-    def transform_data(**context) -> dict[str, int]:
+    def transform_data(telemetry: dict, crm: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.clickhouse() as ch:
-            return pipeline.transform_data(ch, pipeline.Run.of(context))
+            return pipeline.transform_data(ch, pipeline.Run.of(context), telemetry, crm)
 
     @task
-    def load_to_clickhouse(**context) -> dict[str, int]:
+    def load_to_clickhouse(telemetry: dict, crm: dict, rows: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.clickhouse() as ch:
-            return pipeline.load_to_clickhouse(ch, pipeline.Run.of(context))
+            run = pipeline.Run.of(context)
+            return pipeline.load_to_clickhouse(ch, run, telemetry, crm, rows)
 
-    extracted = [extract_telemetry(), extract_crm_data()]
-    create_data_mart_table() >> extracted
-    extracted >> transform_data() >> load_to_clickhouse()
+    telemetry, crm = extract_telemetry(), extract_crm_data()
+    create_data_mart_table() >> [telemetry, crm]
+    rows = transform_data(telemetry, crm)
+    load_to_clickhouse(telemetry, crm, rows)
 
 
 reports_etl_dag()

@@ -26,7 +26,7 @@ from bionicpro_etl.stack.services import CRM_USER, Stack
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 FIRST_DAY = date(2024, 1, 1)
-LAST_DAY = date(2024, 1, 3)
+LAST_DAY = date(2024, 1, 7)
 FLEET = generate.Fleet(users=1000, seed=7)
 
 
@@ -70,6 +70,7 @@ def crm(stack: Stack) -> Iterator[requests.Session]:
 def build_day(
     stack: Stack, ch: Client, crm: requests.Session, day: date, run_id: str
 ) -> dict[str, int]:
-    """Build one report day with the package's stages, in this process."""
-    run = pipeline.Run(run_id, (day,))
+    """A run for one report day with the package's stages, in this process (it also rebuilds
+    the days that received events since the last run)."""
+    run = pipeline.Run(run_id, day)
     return pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)

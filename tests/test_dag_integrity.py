@@ -36,7 +36,8 @@ def test_ids_and_dependencies(dag):
         "extract_telemetry": {"create_data_mart_table"},
         "extract_crm_data": {"create_data_mart_table"},
         "transform_data": {"extract_telemetry", "extract_crm_data"},
-        "load_to_clickhouse": {"transform_data"},
+        # the load also takes the extracts' metadata (the plan's days, the CRM watermark)
+        "load_to_clickhouse": {"transform_data", "extract_telemetry", "extract_crm_data"},
     }
 
 
@@ -78,3 +79,26 @@ def test_parsing_does_no_io_and_no_heavy_imports(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+SCHEDULE_PROBE = """
+import sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.encoders import coerce_to_core_timetable
+dag = DagBag(dag_folder=sys.argv[1]).dags["reports_etl_dag"]
+timetable = coerce_to_core_timetable(dag.timetable)
+print(timetable.summary, timetable._timezone.name)
+"""
+
+
+def test_schedule_and_zone_come_from_the_environment(tmp_path):
+    env = {
+        "AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
+        "BIONICPRO_SCHEDULE": "0 */6 * * *", "BIONICPRO_REPORT_TZ": "Asia/Yekaterinburg",
+    }  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", SCHEDULE_PROBE, str(DAGS / "reports_etl_dag.py")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "0 */6 * * * Asia/Yekaterinburg"

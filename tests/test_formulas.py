@@ -3,15 +3,21 @@ hand-made staging rows that hit each edge."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pytest
 
 from bionicpro_etl import load, transform
+from bionicpro_etl.incremental import Plan
 from bionicpro_etl.staging import Staging
 
-DAY = date(2024, 1, 1)
+# Far from the generated data's days, so that no mart row of another test is in its look-back.
+DAY = date(2030, 1, 1)
+PLAN = Plan(
+    days=(DAY,), lookback_start=DAY - timedelta(days=30), watermark_before=None,
+    watermark_after=None, events_beyond_lookback=0,
+)  # fmt: skip
 
 
 def aggregates(**overrides):
@@ -47,7 +53,7 @@ def transform_rows(ch, telemetry: list[dict], crm: list[dict]) -> dict[tuple, di
             f"bionicpro_staging.{stage.crm_items}",
             pa.Table.from_pylist(crm, schema=CRM_ITEMS_SCHEMA),
         )
-    transform.build_report_rows(ch, stage, "formulas")
+    transform.build_report_rows(ch, stage, "formulas", PLAN, full_crm=True)
     result = ch.query(f"SELECT * FROM bionicpro_staging.{stage.report_rows}")
     stage.drop_all(ch)
     rows = [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]

@@ -12,6 +12,7 @@ import pytest
 from conftest import FIRST_DAY, LAST_DAY, MOSCOW, build_day
 from expected import expected_mart
 
+from bionicpro_etl import pipeline
 from bionicpro_etl.config import settings
 from bionicpro_etl.extract import CrmError
 from bionicpro_etl.report_day import day_bounds
@@ -58,7 +59,7 @@ def built(stack):
     client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
     with with_retries(requests.Session()) as session:
         session.auth = (CRM_USER, stack.crm_password())
-        for n, day in enumerate((date(2024, 1, 2), date(2024, 1, 3), date(2024, 1, 1))):
+        for n, day in enumerate((date(2024, 1, 2), LAST_DAY, FIRST_DAY)):
             build_day(stack, client, session, day, f"module_run_{n}")
     client.close()
 
@@ -108,9 +109,12 @@ def test_rebuilding_a_day_leaves_other_days_alone(built, stack, ch, crm):
     assert {day: mart_rows(ch, day) for day in (FIRST_DAY, LAST_DAY)} == before
 
 
-def test_crm_rejects_are_kept_with_their_reason(built, ch):
+def test_crm_rejects_are_kept_with_their_reason(stack, ch, crm):
+    run = pipeline.Run("full_listing", FIRST_DAY, crm_full_refresh=True)
+    result = pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
+    assert result["crm_full_refresh"] and result["crm_rejects"] == 3
     reasons = [r for (r,) in ch.query(
-        "SELECT reason FROM bionicpro_reports.crm_rejects WHERE run_id = 'module_run_0'"
+        "SELECT reason FROM bionicpro_reports.crm_rejects WHERE run_id = 'full_listing'"
     ).result_rows]  # fmt: skip
     assert len(reasons) == 3
     assert any(r.startswith("user_id") for r in reasons)
@@ -121,8 +125,9 @@ def test_crm_rejects_are_kept_with_their_reason(built, ch):
 def test_too_many_rejects_fail_the_run_and_leave_the_mart(built, stack, ch, crm, monkeypatch):
     before = mart_rows(ch, FIRST_DAY)
     monkeypatch.setenv("BIONICPRO_CRM_MAX_REJECT_SHARE", "0.0001")
+    run = pipeline.Run("strict_rejects", FIRST_DAY, crm_full_refresh=True)
     with pytest.raises(CrmError, match=r"rejects 3 of \d+ items"):
-        build_day(stack, ch, crm, FIRST_DAY, "strict_rejects")
+        pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
     assert mart_rows(ch, FIRST_DAY) == before
 
 

@@ -74,7 +74,7 @@ def test_a_manual_run_without_logical_date_builds_the_day_before_its_trigger():
         "logical_date": None,
         "dag_run": SimpleNamespace(run_after=datetime(2024, 5, 9, 22, 30, tzinfo=UTC)),  # 01:30 MSK
     }
-    assert Run.of(context).days == (date(2024, 5, 9),)
+    assert Run.of(context).day == date(2024, 5, 9)
 
 
 def test_a_naive_logical_date_is_refused():

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 DEFAULT_REPORT_TZ = "Europe/Moscow"
+DEFAULT_SCHEDULE = "0 2 * * *"
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,13 @@ class Settings:
     # Largest share of invalid CRM items a run tolerates before it fails (contract section 4).
     crm_max_reject_share: float = 0.01
     crm_page_size: int = 1000
-    mart_database: str = "bionicpro_reports"
-    staging_database: str = "bionicpro_staging"
+    # A full CRM listing (which also catches deleted orders) at least this often, in days.
+    crm_full_refresh_days: int = 7
+    # Days before a run's own day that late events still rebuild.
+    lookback_days: int = 30
+    # Arrivals this recent are left to the next run: their transactions may still be in flight.
+    arrival_lag_seconds: int = 300
+    schedule: str = DEFAULT_SCHEDULE
 
 
 def settings() -> Settings:
@@ -30,4 +36,8 @@ def settings() -> Settings:
         report_tz=ZoneInfo(env.get("BIONICPRO_REPORT_TZ") or DEFAULT_REPORT_TZ),
         crm_max_reject_share=float(env.get("BIONICPRO_CRM_MAX_REJECT_SHARE", "0.01")),
         crm_page_size=int(env.get("BIONICPRO_CRM_PAGE_SIZE", "1000")),
+        crm_full_refresh_days=int(env.get("BIONICPRO_CRM_FULL_REFRESH_DAYS", "7")),
+        lookback_days=int(env.get("BIONICPRO_LOOKBACK_DAYS", "30")),
+        arrival_lag_seconds=int(env.get("BIONICPRO_ARRIVAL_LAG_SECONDS", "300")),
+        schedule=env.get("BIONICPRO_SCHEDULE") or DEFAULT_SCHEDULE,
     )

@@ -8,9 +8,10 @@ HTTP and each item is validated; bad items become rejects with a reason, never g
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import groupby
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -25,15 +26,22 @@ from bionicpro_etl.report_day import day_bounds
 CUSTOMERS_PATH = "/api/v1/customers"
 
 
-def telemetry_batches(
-    dsn: str, first_day: date, last_day: date, tz: ZoneInfo
-) -> Iterator[pa.RecordBatch]:
-    """Per (user, prosthesis, day) aggregates of the report days first_day..last_day."""
-    start, _ = day_bounds(first_day, tz)
-    _, end = day_bounds(last_day, tz)
+def telemetry_batches(dsn: str, days: Iterable[date], tz: ZoneInfo) -> Iterator[pa.RecordBatch]:
+    """Per (user, prosthesis, day) aggregates of the report days, one query per run of
+    consecutive days (each an index range scan of event_time)."""
     with adbc_pg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql("telemetry_daily"), parameters=(start, end, tz.key))
-        yield from cur.fetch_record_batch()
+        for first_day, last_day in _consecutive(sorted(set(days))):
+            start, _ = day_bounds(first_day, tz)
+            _, end = day_bounds(last_day, tz)
+            cur.execute(sql("telemetry_daily"), parameters=(start, end, tz.key))
+            yield from cur.fetch_record_batch()
+
+
+def _consecutive(days: list[date]) -> Iterator[tuple[date, date]]:
+    """[1, 2, 3, 7, 9, 10] -> (1, 3), (7, 7), (9, 10)."""
+    for _, group in groupby(enumerate(days), key=lambda pair: pair[1].toordinal() - pair[0]):
+        run = [day for _, day in group]
+        yield run[0], run[-1]
 
 
 class CrmError(RuntimeError):

@@ -1,58 +1,79 @@
-"""Load: create the mart, and publish rebuilt days into it atomically.
+"""Load: create the mart, and publish a run into it atomically.
 
-The mart is partitioned by month. To publish days, the next version of each affected month is
-built beside it (its other days unchanged, the rebuilt days new) and swapped in with one
-`REPLACE PARTITION`, which ClickHouse applies atomically: a plain SELECT sees the old month or
-the new one, never a mix, and a failure before the swap leaves the mart as it was.
+The mart is partitioned by month. To publish, the next version of each affected month is built
+beside it (the rows the run does not replace, unchanged; the run's rows, new) and swapped in with
+one `REPLACE PARTITION`, which ClickHouse applies atomically: a plain SELECT sees the old month or
+the new one, never a mix, and a failure before the swap leaves the month as it was. The CRM
+dimension is swapped after the mart, so a run that fails in between re-applies its CRM changes.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
-from datetime import date
-from itertools import groupby
 
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import staging
+from bionicpro_etl.incremental import Plan
 from bionicpro_etl.queries import sql, statements
 from bionicpro_etl.staging import Staging
+
+DDL = (
+    "create_data_mart",
+    "create_crm_rejects",
+    "create_crm_orders",
+    "create_etl_runs",
+    "create_staging_database",
+)
 
 
 def create_mart(client: Client) -> None:
     """The same DDL as scripts/create_data_mart.sql, plus the pipeline's own tables."""
-    for name in ("create_data_mart", "create_crm_rejects", "create_staging_database"):
+    for name in DDL:
         for statement in statements(name):
             client.command(statement)
 
 
-def publish_days(client: Client, stage: Staging, days: Iterable[date]) -> int:
-    """Replace `days` in the mart with the run's report rows; returns the rows published."""
-    for month, month_days in groupby(sorted(set(days)), key=lambda d: d.year * 100 + d.month):
-        table = stage.mart_month(month)
-        stage.recreate_like_mart(client, table)
-        client.command(
-            sql("mart_month_next"),
-            parameters={
-                "month_table": table,
-                "report_rows": stage.report_rows,
-                "month": month,
-                "days": list(month_days),
-            },
-        )
-        if staging.count(client, table):
-            # ALTER takes no identifier parameter; the name is ours (a hex run key), quoted.
-            client.command(
-                "ALTER TABLE bionicpro_reports.reports_data_mart REPLACE PARTITION {month:UInt32}"
-                f" FROM bionicpro_staging.{quote_identifier(table)}",
-                parameters={"month": month},
-            )
-        else:
-            # REPLACE refuses an empty source; a month left with no rows is dropped instead.
-            client.command(
-                "ALTER TABLE bionicpro_reports.reports_data_mart DROP PARTITION {month:UInt32}",
-                parameters={"month": month},
-            )
-        staging.drop(client, table)
+def publish(client: Client, stage: Staging, plan: Plan) -> int:
+    """Swap in every month the run touches, then the CRM dimension; returns the rows published."""
+    touched = client.query(
+        "SELECT DISTINCT toYYYYMM(report_date) FROM bionicpro_staging.{report_rows:Identifier}",
+        parameters={"report_rows": stage.report_rows},
+    ).result_rows
+    months = {m for (m,) in touched} | {d.year * 100 + d.month for d in plan.days}
+    for month in sorted(months):
+        _publish_month(client, stage, plan, month)
+    client.command(
+        "EXCHANGE TABLES bionicpro_reports.crm_orders"
+        " AND bionicpro_staging.{crm_orders_next:Identifier}",
+        parameters={"crm_orders_next": stage.crm_orders_next},
+    )
     return staging.count(client, stage.report_rows)
+
+
+def _publish_month(client: Client, stage: Staging, plan: Plan, month: int) -> None:
+    table = stage.mart_month(month)
+    stage.recreate_like(client, table, "bionicpro_reports.reports_data_mart")
+    client.command(
+        sql("mart_month_next"),
+        parameters={
+            **stage.tables(),
+            "month_table": table,
+            "month": month,
+            "days": list(plan.days),
+            "lookback_start": plan.lookback_start,
+        },
+    )
+    if staging.count(client, table):
+        # ALTER takes no identifier parameter; the name is ours (a hex run key), quoted.
+        client.command(
+            "ALTER TABLE bionicpro_reports.reports_data_mart REPLACE PARTITION {month:UInt32}"
+            f" FROM bionicpro_staging.{quote_identifier(table)}",
+            parameters={"month": month},
+        )
+    else:
+        # REPLACE refuses an empty source; a month left with no rows is dropped instead.
+        client.command(
+            "ALTER TABLE bionicpro_reports.reports_data_mart DROP PARTITION {month:UInt32}",
+            parameters={"month": month},
+        )
+    staging.drop(client, table)

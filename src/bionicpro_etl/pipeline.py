@@ -1,11 +1,13 @@
-"""The five stages of `reports_etl_dag`, each callable with plain clients and no Airflow.
+"""The stages of `reports_etl_dag`, each callable with plain clients and no Airflow.
 
 The DAG's tasks are thin wrappers around these; tests and the benchmark call them directly.
-Stages hand data to each other through the run's staging tables; they return only counts.
+Stages hand data to each other through the run's staging tables; between them travels only
+small metadata (the plan's days, counts, watermarks), as XCom would carry it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -14,19 +16,25 @@ from typing import Any
 import requests
 from clickhouse_connect.driver.client import Client
 
-from bionicpro_etl import extract, load, staging, transform
+from bionicpro_etl import extract, incremental, load, runlog, staging, transform
 from bionicpro_etl.config import Settings, settings
 from bionicpro_etl.extract import CrmError
+from bionicpro_etl.incremental import Plan, as_utc, from_iso, iso
 from bionicpro_etl.report_day import report_day_of
 from bionicpro_etl.staging import Staging
+
+Meta = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Run:
-    """What one pipeline run builds: its id (names its staging tables) and its report days."""
+    """One pipeline run: its id (names its staging tables), its own report day, and whether its
+    trigger asked for a full CRM refresh."""
 
     run_id: str
-    days: tuple[date, ...]
+    day: date
+    logical_date: datetime | None = None
+    crm_full_refresh: bool = False
 
     @classmethod
     def of(cls, context: Mapping[str, Any], config: Settings | None = None) -> Run:
@@ -38,7 +46,13 @@ class Run:
             day = report_day_of(logical_date, tz)
         else:
             day = report_day_of(context["dag_run"].run_after, tz) - timedelta(days=1)
-        return cls(run_id=context["run_id"], days=(day,))
+        params = context.get("params") or {}
+        return cls(
+            run_id=context["run_id"],
+            day=day,
+            logical_date=logical_date,
+            crm_full_refresh=bool(params.get("crm_full_refresh", False)),
+        )
 
     @property
     def stage(self) -> Staging:
@@ -49,14 +63,17 @@ def create_data_mart_table(client: Client) -> None:
     load.create_mart(client)
 
 
-def extract_telemetry(
-    dsn: str, client: Client, run: Run, config: Settings | None = None
-) -> dict[str, int]:
+def extract_telemetry(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Meta:
+    """Plan the days (own day + late arrivals) and stage their telemetry aggregates."""
     config = config or settings()
+    started = time.monotonic()
+    plan = incremental.plan_days(dsn, client, run.day, config)
     stage = run.stage
     stage.recreate(client, stage.telemetry, "staging_telemetry")
-    batches = extract.telemetry_batches(dsn, min(run.days), max(run.days), config.report_tz)
-    return {"telemetry_rows": staging.append(client, stage.telemetry, batches)}
+    rows = staging.append(
+        client, stage.telemetry, extract.telemetry_batches(dsn, plan.days, config.report_tz)
+    )
+    return {**plan.to_xcom(), "telemetry_rows": rows, "seconds": time.monotonic() - started}
 
 
 def extract_crm_data(
@@ -65,18 +82,24 @@ def extract_crm_data(
     client: Client,
     run: Run,
     config: Settings | None = None,
-) -> dict[str, int]:
-    """Stage the CRM's valid items; keep the rejects with their reason; fail on too many, or
-    on an empty listing (a CRM with no customers is an outage, not a fact to report)."""
+) -> Meta:
+    """Stage the CRM items changed since the dimension's latest `updated_at` (all of them on a
+    full refresh); keep the rejects with their reason; fail on too many rejects, or on an empty
+    full listing (a CRM with no customers is an outage, not a fact to report)."""
     config = config or settings()
+    started = time.monotonic()
     stage = run.stage
+    since = None if _full_refresh_due(client, run, config) else _crm_watermark(client)
     stage.recreate(client, stage.crm_items, "staging_crm_items")
     client.command(
         "DELETE FROM bionicpro_reports.crm_rejects WHERE run_id = {run_id:String}",
         parameters={"run_id": run.run_id},
     )
     items = rejected = 0
-    for page in extract.crm_pages(session, base_url, page_size=config.crm_page_size):
+    pages = extract.crm_pages(
+        session, base_url, page_size=config.crm_page_size, updated_since=since
+    )
+    for page in pages:
         items += staging.append(client, stage.crm_items, [page.items])
         if page.rejects:
             client.insert(
@@ -86,25 +109,110 @@ def extract_crm_data(
             )
             rejected += len(page.rejects)
     listed = items + rejected
-    if listed == 0:
+    if listed == 0 and since is None:
         raise CrmError(f"CRM {base_url} listed no customers; refusing to report without them")
-    if rejected / listed > config.crm_max_reject_share:
+    # The share of the CRM that is invalid: an incremental listing is measured against the
+    # orders already known, so a few bad items among today's changes do not stop the reports.
+    known = max(listed, _crm_orders_known(client) if since is not None else 0)
+    if rejected and rejected / known > config.crm_max_reject_share:
         raise CrmError(
-            f"CRM rejects {rejected} of {listed} items ({rejected / listed:.2%}) exceed the"
+            f"CRM rejects {rejected} of {known} items ({rejected / known:.2%}) exceed the"
             f" allowed {config.crm_max_reject_share:.2%}; see bionicpro_reports.crm_rejects"
             f" where run_id = {run.run_id!r}"
         )
-    return {"crm_items": items, "crm_rejects": rejected}
+    return {
+        "crm_items": items,
+        "crm_rejects": rejected,
+        "crm_full_refresh": since is None,
+        "crm_watermark_before": iso(since),
+        "seconds": time.monotonic() - started,
+    }
 
 
-def transform_data(client: Client, run: Run) -> dict[str, int]:
-    return {"report_rows": transform.build_report_rows(client, run.stage, run.run_id)}
+def _full_refresh_due(client: Client, run: Run, config: Settings) -> bool:
+    last = runlog.last_full_crm_refresh(client)
+    return (
+        run.crm_full_refresh
+        or last is None
+        or (run.day - last).days >= config.crm_full_refresh_days
+    )
 
 
-def load_to_clickhouse(client: Client, run: Run) -> dict[str, int]:
-    published = load.publish_days(client, run.stage, run.days)
+def _crm_watermark(client: Client) -> datetime | None:
+    """The latest `updated_at` the CRM dimension holds (None when it is empty)."""
+    return as_utc(
+        client.query("SELECT maxOrNull(updated_at) FROM bionicpro_reports.crm_orders").result_rows[
+            0
+        ][0]
+    )
+
+
+def _crm_orders_known(client: Client) -> int:
+    return client.query("SELECT count() FROM bionicpro_reports.crm_orders").result_rows[0][0]
+
+
+def transform_data(client: Client, run: Run, telemetry: Meta, crm: Meta) -> Meta:
+    started = time.monotonic()
+    counts = transform.build_report_rows(
+        client, run.stage, run.run_id, Plan.from_xcom(telemetry), full_crm=crm["crm_full_refresh"]
+    )
+    return {**counts, "seconds": time.monotonic() - started}
+
+
+def load_to_clickhouse(client: Client, run: Run, telemetry: Meta, crm: Meta, rows: Meta) -> Meta:
+    """Publish the run, then log it: the log row carries the new watermark, so the watermark
+    advances only after everything is published."""
+    started = time.monotonic()
+    plan = Plan.from_xcom(telemetry)
+    published = load.publish(client, run.stage, plan)
+    seconds = {
+        "extract_telemetry": telemetry["seconds"],
+        "extract_crm_data": crm["seconds"],
+        "transform_data": rows["seconds"],
+        "load_to_clickhouse": time.monotonic() - started,
+    }
+    runlog.record(
+        client,
+        {
+            "run_id": run.run_id,
+            "logical_date": run.logical_date,
+            "report_day": run.day,
+            "status": "success",
+            "days_rebuilt": list(plan.days),
+            "telemetry_rows": telemetry["telemetry_rows"],
+            "events_beyond_lookback": plan.events_beyond_lookback,
+            "crm_full_refresh": crm["crm_full_refresh"],
+            "crm_items": crm["crm_items"],
+            "crm_rejects": crm["crm_rejects"],
+            "crm_changed_users": rows["crm_changed_users"],
+            "report_rows": rows["report_rows"],
+            "refreshed_rows": rows["refreshed_rows"],
+            "published_rows": published,
+            "watermark_before": plan.watermark_before,
+            "watermark_after": plan.watermark_after,
+            "crm_watermark_before": from_iso(crm["crm_watermark_before"]),
+            "crm_watermark_after": _crm_watermark(client),
+            "stage_seconds": seconds,
+        },
+    )
     run.stage.drop_all(client)
-    return {"published_rows": published, "days": len(run.days)}
+    return {"published_rows": published, "days": len(plan.days)}
+
+
+def record_failure(
+    client: Client, run: Run, task_id: str, error: BaseException | str | None
+) -> None:
+    """A failed run in the run log, for people; it carries no watermark, so nothing advances."""
+    runlog.record(
+        client,
+        {
+            "run_id": run.run_id,
+            "logical_date": run.logical_date,
+            "report_day": run.day,
+            "status": "failed",
+            "error": f"{task_id}: {error}"[:2000],
+        },
+    )
 
 
 def run_all(
@@ -114,12 +222,10 @@ def run_all(
     client: Client,
     run: Run,
     config: Settings | None = None,
-) -> dict[str, int]:
+) -> Meta:
     """Every stage in the DAG's order, in this process, without Airflow (tests, benchmarks)."""
     create_data_mart_table(client)
-    return {
-        **extract_telemetry(dsn, client, run, config),
-        **extract_crm_data(session, base_url, client, run, config),
-        **transform_data(client, run),
-        **load_to_clickhouse(client, run),
-    }
+    telemetry = extract_telemetry(dsn, client, run, config)
+    crm = extract_crm_data(session, base_url, client, run, config)
+    rows = transform_data(client, run, telemetry, crm)
+    return {**telemetry, **crm, **rows, **load_to_clickhouse(client, run, telemetry, crm, rows)}

@@ -26,36 +26,65 @@ class Staging:
     def for_run(cls, run_id: str) -> Staging:
         return cls(hashlib.sha1(run_id.encode()).hexdigest()[:16])
 
+    def _name(self, kind: str) -> str:
+        return f"{kind}_{self.key}"
+
     @property
     def telemetry(self) -> str:
-        return f"telemetry_{self.key}"
+        return self._name("telemetry")
 
     @property
     def crm_items(self) -> str:
-        return f"crm_items_{self.key}"
+        return self._name("crm_items")
+
+    @property
+    def crm_orders_next(self) -> str:
+        return self._name("crm_orders_next")
+
+    @property
+    def changed_users(self) -> str:
+        return self._name("changed_users")
+
+    @property
+    def crm_fields(self) -> str:
+        return self._name("crm_fields")
 
     @property
     def report_rows(self) -> str:
-        return f"report_rows_{self.key}"
+        return self._name("report_rows")
+
+    def tables(self) -> dict[str, str]:
+        """The run's table names under the parameter names the SQL files use."""
+        kinds = (
+            "telemetry",
+            "crm_items",
+            "crm_orders_next",
+            "changed_users",
+            "crm_fields",
+            "report_rows",
+        )
+        return {kind: self._name(kind) for kind in kinds}
 
     def mart_month(self, month: int) -> str:
-        return f"mart_{month}_{self.key}"
+        return self._name(f"mart_{month}")
 
     def recreate(self, client: Client, table: str, ddl: str) -> None:
         """Drop and create one of the run's tables from `sql/<ddl>.sql`."""
         drop(client, table)
         client.command(sql(ddl), parameters={"table": table})
 
-    def recreate_like_mart(self, client: Client, table: str) -> None:
+    def recreate_like(self, client: Client, table: str, model: str) -> None:
+        """Drop and create one of the run's tables with the structure of `model` (db.table)."""
         drop(client, table)
         client.command(
-            "CREATE TABLE bionicpro_staging.{table:Identifier} AS bionicpro_reports.reports_data_mart",
+            f"CREATE TABLE bionicpro_staging.{{table:Identifier}} AS {model}",
             parameters={"table": table},
         )
 
     def drop_all(self, client: Client) -> None:
         names = client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String} AND endsWith(name, {key:String})",
+            "SELECT name FROM system.tables"
+            " WHERE database = {db:String} AND endsWith(name, {key:String})",
             parameters={"db": DATABASE, "key": f"_{self.key}"},
         ).result_rows
         for (name,) in names:

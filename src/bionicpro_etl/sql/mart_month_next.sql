@@ -1,10 +1,15 @@
--- The next version of one month of the mart: its days as they are, except the rebuilt days,
--- which come whole from this run's report rows. It replaces the month's partition in one step.
+-- The next version of one month of the mart: its rows as they are, except those this run
+-- replaces (the rebuilt days, and the look-back's rows of users whose CRM data changed), which come
+-- from the run's report rows. It replaces the month's partition in one step.
 INSERT INTO bionicpro_staging.{month_table:Identifier}
 SELECT *
 FROM bionicpro_reports.reports_data_mart
 WHERE toYYYYMM(report_date) = {month:UInt32}
   AND report_date NOT IN {days:Array(Date)}
+  AND NOT (
+      report_date >= {lookback_start:Date}
+      AND user_id IN (SELECT user_id FROM bionicpro_staging.{changed_users:Identifier})
+  )
 UNION ALL
 SELECT *
 FROM bionicpro_staging.{report_rows:Identifier}

@@ -1,4 +1,4 @@
--- One row per (user, prosthesis, report day) of the telemetry in [$1, $2): the day's events
+-- One row per (user, prosthesis, report day) of the telemetry in [$1, $2) (ADBC parameters): the events
 -- aggregated where they live, so only the small aggregate leaves PostgreSQL.
 -- $3 is the report time zone. A measurement outside its valid range (negative time, battery
 -- outside 0..100, NaN, infinity) counts as not measured; the event still counts as an action.

@@ -1,0 +1,981 @@
+"""`make bench`: one report day at production scale, built four ways on the same data.
+
+(a) the lower bound: the day's aggregate query (`sql/telemetry_daily.sql`) on PostgreSQL alone,
+    read through ADBC as the pipeline reads it;
+(b) the pipeline without Airflow (`pipeline.run_all`), then again with no new data;
+(c) the same day through `airflow dags test reports_etl_dag <day>`;
+(d) the naive reference of `bench_naive` (pandas, JSON hand-overs, row-wise apply).
+
+Each is measured in a fresh subprocess, so that its peak RSS is its own. The mart rows of (b),
+(c) and (d) must agree with each other and with (a)'s row count, or the run exits non-zero: a fast
+wrong answer does not pass. The results go to docs/benchmarks.md (docs/benchmarks-small.md with
+SMALL=1), with EXPLAIN (ANALYZE, BUFFERS) of the day's query under the shipped B-tree index on
+event_time and under a BRIN index instead.
+
+The stack is its own (`.stack/bench`), so the benchmark never touches the demo's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bionicpro_etl.config import settings
+from bionicpro_etl.queries import sql
+from bionicpro_etl.report_day import day_bounds
+from bionicpro_etl.stack.services import CRM_USER, Stack
+
+ROOT = Path(".stack/bench")
+DAY = date(2024, 3, 14)
+SEED = 42
+# The table also holds older days of the same size, so that the report day is a range of it (as
+# in production, where it holds months) and the index on event_time has work to do. They lie just
+# before the pipeline's look-back window, so that every run builds the one report day only.
+HISTORY_DAYS = 2
+MART = "bionicpro_reports.reports_data_mart"
+RUN_ID = "bench_pipeline"
+FLOAT_COLUMNS = (
+    "avg_response_time",
+    "max_response_time",
+    "min_response_time",
+    "avg_battery_level",
+    "min_battery_level",
+    "usage_hours",
+    "actions_per_hour",
+    "efficiency_score",
+)
+CONTRACT_COLUMNS = (
+    "user_id",
+    "email",
+    "first_name",
+    "last_name",
+    "prosthesis_id",
+    "report_date",
+    "total_actions",
+    "avg_response_time",
+    "max_response_time",
+    "min_response_time",
+    "grasp_count",
+    "release_count",
+    "flex_count",
+    "avg_battery_level",
+    "min_battery_level",
+    "total_usage_seconds",
+    "usage_hours",
+    "actions_per_hour",
+    "efficiency_score",
+    "order_date",
+    "status",
+)
+# The pipeline's stages, timed one by one inside run (b) to show where its time goes; the last
+# is part of extract_telemetry (which days to build: the incremental watermark's query).
+STAGES = (
+    "pipeline.create_data_mart_table",
+    "pipeline.extract_telemetry",
+    "pipeline.extract_crm_data",
+    "pipeline.transform_data",
+    "pipeline.load_to_clickhouse",
+    "incremental.plan_days",
+)
+TARGETS = {"b/a": 1.3, "peak RSS (b), MB": 500.0, "CRM read, s": 3.0, "no new data / (b)": 0.10}
+
+
+@dataclass(frozen=True)
+class Scale:
+    events: int
+    prostheses: int
+    users: int
+    crm_orders: int
+
+
+FULL = Scale(events=10_000_000, prostheses=50_000, users=40_000, crm_orders=40_000)
+SMALL = Scale(events=500_000, prostheses=5_000, users=4_000, crm_orders=4_000)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a measuring subprocess needs to know, passed to it as JSON."""
+
+    root: str
+    crm_port: int
+    scale: Scale
+    arg: str = ""  # the run id of a pipeline run, the label of a snapshot
+    result: str = ""
+
+    @property
+    def stack(self) -> Stack:
+        return Stack(Path(self.root), self.crm_port)
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        raw = json.loads(text)
+        return cls(**{**raw, "scale": Scale(**raw["scale"])})
+
+
+@dataclass
+class Measured:
+    seconds: float
+    rows: int
+    peak_rss_mb: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # what a pipeline run says it did
+    version: str = ""
+
+
+# --- the data: one report day at an exact scale ---------------------------------------------
+
+
+def fleet(scale: Scale, seed: int = SEED) -> pa.Table:
+    """Prostheses 1..P and their owners: one each for users 1..U, the rest to random users."""
+    rng = np.random.default_rng([seed, 10])
+    extra = scale.prostheses - scale.users
+    owners = np.concatenate(
+        [
+            np.arange(1, scale.users + 1),
+            rng.choice(scale.users, extra, replace=extra > scale.users) + 1,
+        ]
+    )
+    numbers = np.arange(1, scale.prostheses + 1)
+    order = np.argsort(owners, kind="stable")
+    return pa.table({"user_id": owners[order], "prosthesis_id": _ids("PROT-", numbers[order])})
+
+
+def _ids(prefix: str, numbers: np.ndarray) -> pa.Array:
+    return pc.binary_join_element_wise(
+        prefix, pc.utf8_lpad(pc.cast(pa.array(numbers), pa.string()), 6, "0"), ""
+    )
+
+
+def telemetry_day(devices: pa.Table, day: date, tz: ZoneInfo, events: int) -> pa.Table:
+    """Exactly `events` events of one report day, the way `generate.telemetry_day` makes them
+    (daily rhythm, every action kind, missing and invalid measurements, late uploads), but with
+    the total fixed and spread over the fleet by a per-device rate."""
+    from bionicpro_etl.stack.generate import ACTION_WEIGHTS, ACTIONS, HOUR_WEIGHTS, _spoil
+
+    rng = np.random.default_rng([SEED, 1, day.toordinal()])
+    rate = np.random.default_rng([SEED, 2]).lognormal(0.0, 0.45, devices.num_rows)
+    device = np.repeat(np.arange(devices.num_rows), rng.multinomial(events, rate / rate.sum()))
+    n = events
+
+    start, end = day_bounds(day, tz)
+    day_seconds = (end - start).total_seconds()
+    hour = rng.choice(24, size=n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
+    offset = np.minimum(hour * 3600 + rng.random(n) * 3600, day_seconds - 1e-3)
+    event_us = int(start.timestamp() * 1_000_000) + (offset * 1_000_000).astype(np.int64)
+    late = rng.random(n) < 0.03
+    delay = rng.exponential(30, n) + late * rng.uniform(86_400, 5 * 86_400, n)
+    battery = np.clip(
+        100 - offset / day_seconds * rng.uniform(40, 80, n) + rng.normal(0, 2, n), 0, 100
+    )
+    return pa.table(
+        {
+            "user_id": devices["user_id"].take(device),
+            "prosthesis_id": devices["prosthesis_id"].take(device),
+            "event_time": pa.array(event_us, pa.timestamp("us", tz="UTC")),
+            "received_at": pa.array(
+                event_us + (delay * 1_000_000).astype(np.int64), pa.timestamp("us", tz="UTC")
+            ),
+            "action_type": pa.array(ACTIONS).take(
+                rng.choice(len(ACTIONS), size=n, p=ACTION_WEIGHTS)
+            ),
+            "response_time_ms": _spoil(
+                rng, rng.lognormal(np.log(120), 0.5, n), missing=0.02, invalid=0.005, bad=-1.0
+            ),
+            "battery_level": _spoil(rng, battery, missing=0.02, invalid=0.003, bad=103.5),
+            "duration_seconds": _spoil(
+                rng, rng.exponential(240.0, n), missing=0.01, invalid=0.003, bad=-2.0
+            ),
+        }
+    )
+
+
+def crm_items(devices: pa.Table, scale: Scale, day: date) -> pa.Table:
+    """Exactly `crm_orders` CRM items as a real CRM holds them: orders for most prostheses (a few
+    naming another prosthesis), customers without telemetry, older versions of 5 % of the
+    orders, and three items that do not validate."""
+    from bionicpro_etl.stack.generate import FIRST_NAMES, LAST_NAMES, STATUSES
+
+    rng = np.random.default_rng([SEED, 3])
+    strangers = max(1, scale.crm_orders // 50)
+    older = scale.crm_orders // 20
+    current = scale.crm_orders - strangers - older - 3
+    if not 0 < current <= devices.num_rows:
+        raise SystemExit(
+            f"--crm-orders {scale.crm_orders} does not fit {devices.num_rows} prostheses"
+        )
+    ordered = np.sort(rng.choice(devices.num_rows, current, replace=False))
+    other = rng.random(current) < 0.03
+    users = np.concatenate(
+        [
+            devices["user_id"].to_numpy()[ordered],
+            np.arange(scale.users + 1, scale.users + 1 + strangers),
+        ]
+    )
+    ids = pa.concat_arrays(
+        [
+            pc.if_else(
+                pa.array(other),
+                _ids("PROT-9", ordered + 1),
+                devices["prosthesis_id"].combine_chunks().take(pa.array(ordered)),
+            ),
+            _ids("PROT-8", np.arange(1, strangers + 1)),
+        ]
+    )
+    k = len(users)
+    base_us = int(datetime.combine(day, datetime.min.time(), tzinfo=UTC).timestamp() * 1e6)
+    age_s = rng.integers(1, 300, k) * 86_400 + rng.integers(0, 86_400, k)
+    order_day = (day - date(1970, 1, 1)).days - rng.integers(30, 900, k)
+    items = pa.table(
+        {
+            "user_id": users,
+            "email": pc.binary_join_element_wise(
+                "user", pc.cast(pa.array(users), pa.string()), "@example.com", ""
+            ),
+            "first_name": pa.array(FIRST_NAMES).take(users % len(FIRST_NAMES)),
+            "last_name": pa.array(LAST_NAMES).take(users % len(LAST_NAMES)),
+            "prosthesis_id": ids,
+            "order_date": pa.array(
+                order_day.astype(np.int32), pa.date32(), mask=rng.random(k) < 0.02
+            ).cast(pa.string()),
+            "status": pa.array(STATUSES).take(rng.integers(0, len(STATUSES), k)),
+            "updated_at": pa.array(base_us - age_s * 1_000_000, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    # Superseded versions, listed after the current ones: a pending order with an old e-mail.
+    superseded = items.take(rng.choice(k, older, replace=older > k))
+    superseded = (
+        superseded.set_column(
+            1,
+            "email",
+            pc.binary_join_element_wise("old.", superseded["email"], ""),
+        )
+        .set_column(6, "status", pa.array(["pending"] * older))
+        .set_column(
+            7,
+            "updated_at",
+            pc.subtract(superseded["updated_at"], pa.scalar(timedelta(days=10), pa.duration("us"))),
+        )
+    )
+    nobody = scale.users + strangers + 1
+    bad = pa.table(
+        {
+            "user_id": np.array([0, nobody, nobody + 1]),
+            "email": ["nobody@example.com", "bad.date@example.com", "no.prosthesis@example.com"],
+            "first_name": ["No", "Bad", "Empty"],
+            "last_name": ["Id", "Date", "Prosthesis"],
+            "prosthesis_id": ["PROT-000001", "PROT-000002", ""],
+            "order_date": ["2024-01-01", "2024-13-45", "2024-01-01"],
+            "status": ["active"] * 3,
+            "updated_at": pa.array([base_us] * 3, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    return pa.concat_tables([items, superseded, bad.cast(items.schema)])
+
+
+def history_days() -> list[date]:
+    lookback_start = DAY - timedelta(days=settings().lookback_days)
+    return [lookback_start - timedelta(days=k) for k in range(HISTORY_DAYS, 0, -1)]
+
+
+def generate_sources(job: Job) -> Measured:
+    """Fill PostgreSQL and the CRM store with the benchmark day (not part of any measurement).
+
+    Rows are written in arrival order, as they land in production. The secondary indexes are
+    dropped for the bulk load and rebuilt from the shipped DDL afterwards; then VACUUM ANALYZE,
+    a checkpoint and one untimed read of the day leave the source warm and settled."""
+    import adbc_driver_postgresql.dbapi as adbc_pg
+    import psycopg
+    from psycopg.sql import SQL, Identifier
+
+    from bionicpro_etl.bench_naive import aggregate_sql
+
+    started = perf_counter()
+    stack, tz = job.stack, settings().report_tz
+    devices = fleet(job.scale)
+    days = [*history_days(), DAY]
+    events = pa.concat_tables(telemetry_day(devices, d, tz, job.scale.events) for d in days)
+    events = events.take(pc.sort_indices(events["received_at"]))
+    dsn = stack.dsn("bionicpro")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        secondary = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+            " AND tablename = 'telemetry_events'"
+            " AND indexname NOT IN (SELECT conname FROM pg_constraint)"
+        ).fetchall()
+        for (name,) in secondary:
+            conn.execute(SQL("DROP INDEX public.{}").format(Identifier(name)))
+    for database, table, data in (
+        ("bionicpro", "telemetry_events", events),
+        ("crm", "crm_orders", crm_items(devices, job.scale, DAY)),
+    ):
+        with adbc_pg.connect(stack.dsn(database)) as conn:
+            with conn.cursor() as cur:
+                cur.execute(f"TRUNCATE public.{table} RESTART IDENTITY")
+                cur.adbc_ingest(table, data, mode="append")
+            conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql("telemetry_events"))
+        conn.execute("VACUUM ANALYZE public.telemetry_events")
+        conn.execute("CHECKPOINT")
+        start, end = day_bounds(DAY, tz)
+        conn.execute(aggregate_sql(), {"p1": start, "p2": end, "p3": tz.key}).fetchall()
+    return Measured(seconds=perf_counter() - started, rows=events.num_rows)
+
+
+# --- the measurements, each in its own subprocess ------------------------------------------
+
+
+def measure_aggregate(job: Job) -> Measured:
+    """(a) The day's aggregate query alone, every batch read, through ADBC."""
+    import adbc_driver_postgresql.dbapi as adbc_pg
+
+    tz = settings().report_tz
+    start, end = day_bounds(DAY, tz)
+    started = perf_counter()
+    rows = 0
+    with adbc_pg.connect(job.stack.dsn("bionicpro")) as conn, conn.cursor() as cur:
+        cur.execute(sql("telemetry_daily"), parameters=(start, end, tz.key))
+        for batch in cur.fetch_record_batch():
+            rows += batch.num_rows
+    return Measured(seconds=perf_counter() - started, rows=rows)
+
+
+def _crm_session(stack: Stack) -> Any:
+    import requests
+
+    from bionicpro_etl import extract
+
+    session = extract.with_retries(requests.Session())
+    session.auth = (CRM_USER, stack.crm_password())
+    return session
+
+
+def measure_pipeline(job: Job) -> Measured:
+    """(b) `pipeline.run_all` for the day, clients opened and closed inside the timing; each
+    stage is timed too (wrapped where run_all looks it up)."""
+    import clickhouse_connect
+
+    from bionicpro_etl import pipeline
+
+    stages: dict[str, float] = {}
+    for name in STAGES:
+        module_name, function = name.split(".")
+        module = importlib.import_module(f"bionicpro_etl.{module_name}")
+        if hasattr(module, function):
+            setattr(module, function, _timed(getattr(module, function), name, stages))
+    stack = job.stack
+    started = perf_counter()
+    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    session = _crm_session(stack)
+    try:
+        counts = pipeline.run_all(
+            dsn=stack.dsn("bionicpro"),
+            session=session,
+            base_url=stack.crm_url,
+            client=client,
+            run=pipeline.Run(run_id=job.arg, day=DAY),
+        )
+    finally:
+        session.close()
+        client.close()
+    return Measured(
+        seconds=perf_counter() - started,
+        rows=counts["published_rows"],
+        stages=stages,
+        meta=json.loads(json.dumps(counts, default=str)),
+    )
+
+
+def _timed(stage: Callable[..., Any], name: str, into: dict[str, float]) -> Callable[..., Any]:
+    @functools.wraps(stage)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = perf_counter()
+        try:
+            return stage(*args, **kwargs)
+        finally:
+            into[name] = into.get(name, 0.0) + perf_counter() - started
+
+    return timed
+
+
+def measure_crm_read(job: Job) -> Measured:
+    """The CRM alone: every page through `extract.crm_pages`, validated, nothing stored."""
+    from bionicpro_etl import extract
+
+    session = _crm_session(job.stack)
+    started = perf_counter()
+    items = 0
+    with session:
+        for page in extract.crm_pages(
+            session, job.stack.crm_url, page_size=settings().crm_page_size
+        ):
+            items += page.items.num_rows + len(page.rejects)
+    return Measured(seconds=perf_counter() - started, rows=items)
+
+
+def measure_airflow(job: Job) -> Measured:
+    """(c) `airflow dags test reports_etl_dag <day>`, the whole command (Airflow's start
+    included: that is what a run costs); its peak RSS is that of the largest process it ran."""
+    stack = job.stack
+    log = stack.root / "logs" / f"dags-test-{DAY}.log"
+    started = perf_counter()
+    _airflow(stack, ["dags", "test", "reports_etl_dag", DAY.isoformat()], log)
+    return Measured(seconds=perf_counter() - started, rows=-1)
+
+
+def _airflow(stack: Stack, args: list[str], log: Path) -> None:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    with log.open("w") as out:
+        done = subprocess.run(
+            [airflow, *args], env={**os.environ, **stack.airflow_env()}, stdout=out, stderr=out
+        )
+    if done.returncode:
+        raise SystemExit(f"`airflow {' '.join(args)}` failed; see {log}")
+
+
+def measure_naive(job: Job) -> Measured:
+    """(d) The anti-pattern reference of `bench_naive`, into `bench_naive.mart`."""
+    from bionicpro_etl import bench_naive
+
+    stack = job.stack
+    started = perf_counter()
+    rows = bench_naive.run(
+        pg_url=f"postgresql+psycopg://postgres@/bionicpro?host={stack.pg_dir}",
+        crm_url=stack.crm_url,
+        auth=(CRM_USER, stack.crm_password()),
+        chdb_path=str(stack.clickhouse_dir),
+        day=DAY,
+        tz=settings().report_tz,
+        run_id="bench_naive",
+    )
+    return Measured(seconds=perf_counter() - started, rows=rows)
+
+
+def snapshot(job: Job) -> Measured:
+    """The day's rows (contract columns) of the mart, or of the naive table for label `naive`,
+    saved as Parquet for the comparison; also reports the engine's version."""
+    import clickhouse_connect
+
+    from bionicpro_etl.bench_naive import TABLE
+
+    table = TABLE if job.arg == "naive" else MART
+    client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
+    try:
+        rows = client.query_arrow(
+            f"SELECT {', '.join(CONTRACT_COLUMNS)} FROM {table}"
+            " WHERE report_date = {day:Date} ORDER BY user_id, prosthesis_id",
+            parameters={"day": DAY},
+        )
+        version = client.server_version
+    finally:
+        client.close()
+    pq.write_table(rows, _snapshot_path(job.stack, job.arg))
+    return Measured(seconds=0.0, rows=rows.num_rows, version=version)
+
+
+def _snapshot_path(stack: Stack, label: str) -> Path:
+    return stack.root / "results" / f"{label}.parquet"
+
+
+CHILDREN: dict[str, Callable[[Job], Measured]] = {
+    "generate": generate_sources,
+    "aggregate": measure_aggregate,
+    "pipeline": measure_pipeline,
+    "crm_read": measure_crm_read,
+    "airflow": measure_airflow,
+    "naive": measure_naive,
+    "snapshot": snapshot,
+}
+
+
+def child(name: str, job: Job) -> None:
+    """Run one measurement in this (fresh) process and write its result, peak RSS included."""
+    measured = CHILDREN[name](job)
+    peak_kb = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    measured.peak_rss_mb = peak_kb / 1024
+    Path(job.result).write_text(json.dumps(asdict(measured)))
+
+
+def run_child(name: str, job: Job, arg: str = "") -> Measured:
+    """`name` in a fresh interpreter; no chDB client is open here while it runs."""
+    result = Path(job.root) / "results" / f"{name}-{arg or 'run'}.json"
+    result.unlink(missing_ok=True)
+    job = replace(job, arg=arg, result=str(result))
+    subprocess.run(
+        [sys.executable, "-m", "bionicpro_etl.bench", "--child", name, "--job", _json(job)],
+        check=True,
+    )
+    return Measured(**json.loads(result.read_text()))
+
+
+def _json(job: Job) -> str:
+    return json.dumps(asdict(job))
+
+
+# --- the source side: B-tree or BRIN on event_time -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    index: str
+    index_mb: float
+    execution_ms: float
+    hit: int
+    read: int
+    tree: str
+
+
+def source_side(stack: Stack) -> tuple[Plan, Plan]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the day's query with the shipped B-tree on event_time, then
+    with a BRIN index in its place (bench database only); the B-tree is restored from the DDL."""
+    import psycopg
+
+    with psycopg.connect(stack.dsn("bionicpro"), autocommit=True) as conn:
+        btrees = [
+            name
+            for (name,) in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'telemetry_events'"
+                " AND indexdef LIKE '%USING btree (event_time)'"
+            ).fetchall()
+        ]
+        btree = _explain(conn, btrees[0])
+        try:
+            for name in btrees:
+                conn.execute(f'DROP INDEX public."{name}"')
+            conn.execute(
+                "CREATE INDEX bench_event_time_brin ON public.telemetry_events"
+                " USING brin (event_time)"
+            )
+            conn.execute("ANALYZE public.telemetry_events")
+            brin = _explain(conn, "bench_event_time_brin")
+        finally:
+            conn.execute("DROP INDEX IF EXISTS public.bench_event_time_brin")
+            conn.execute(sql("telemetry_events"))
+            conn.execute("ANALYZE public.telemetry_events")
+    return btree, brin
+
+
+def _explain(conn: Any, index: str) -> Plan:
+    """The second of two runs (the first warms the cache), numbers from its JSON plan."""
+    from bionicpro_etl.bench_naive import aggregate_sql
+
+    tz = settings().report_tz
+    start, end = day_bounds(DAY, tz)
+    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + aggregate_sql()
+    params = {"p1": start, "p2": end, "p3": tz.key}
+    conn.execute(query, params)
+    plan = conn.execute(query, params).fetchone()[0][0]
+    size = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"public.{index}",)).fetchone()[0]
+    top = plan["Plan"]
+    return Plan(
+        index=index,
+        index_mb=size / 2**20,
+        execution_ms=plan["Execution Time"],
+        hit=top["Shared Hit Blocks"],
+        read=top["Shared Read Blocks"],
+        tree="\n".join(_plan_lines(top)),
+    )
+
+
+def _plan_lines(node: dict[str, Any], depth: int = 0) -> Iterator[str]:
+    on = f" using {node['Index Name']}" if "Index Name" in node else ""
+    extras = "".join(
+        f", {key.lower()} {node[key]:,}"
+        for key in ("Rows Removed by Index Recheck", "Rows Removed by Filter", "Workers Launched")
+        if node.get(key)
+    )
+    yield (
+        f"{'  ' * depth}-> {node['Node Type']}{on}  (actual {node['Actual Total Time']:,.0f} ms,"
+        f" rows {node['Actual Rows']:,}, loops {node['Actual Loops']}, shared hit"
+        f" {node['Shared Hit Blocks']:,} read {node['Shared Read Blocks']:,}{extras})"
+    )
+    for sub in node.get("Plans", []):
+        yield from _plan_lines(sub, depth + 1)
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def differences(expected: pd.DataFrame, actual: pd.DataFrame) -> list[str]:
+    """Where two sets of the day's mart rows (same order) differ: exact for every column but the
+    floats, which agree to 1e-4 relative (all are stored as Float32, so the naive reference's
+    float64 arithmetic is compared after the same rounding)."""
+    if len(expected) != len(actual):
+        return [f"{len(expected)} rows against {len(actual)}"]
+    problems = []
+    for column in CONTRACT_COLUMNS:
+        a, b = expected[column], actual[column]
+        if column in FLOAT_COLUMNS:
+            x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
+            same = (np.isnan(x) & np.isnan(y)) | np.isclose(x, y, rtol=1e-4, atol=1e-6)
+        else:
+            a, b = a.astype(object), b.astype(object)
+            same = ((a.isna() & b.isna()) | (a == b)).to_numpy()
+        if not same.all():
+            i = int(np.flatnonzero(~same)[0])
+            problems.append(
+                f"{column}: {int((~same).sum())} rows differ, first at {expected['user_id'][i]}"
+                f"/{expected['prosthesis_id'][i]}: {a[i]!r} against {b[i]!r}"
+            )
+    return problems
+
+
+# --- the report -----------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    scale: Scale
+    small: bool
+    table_rows: int
+    crm_items: int
+    a: Measured
+    b: Measured
+    b_again: Measured
+    crm: Measured
+    c: Measured
+    d: Measured
+    engine: str
+    postgres: str
+    plans: tuple[Plan, Plan]
+
+    def ratios(self) -> dict[str, float]:
+        return {
+            "b/a": self.b.seconds / self.a.seconds,
+            "c/a": self.c.seconds / self.a.seconds,
+            "d/b": self.d.seconds / self.b.seconds,
+            "no new data / (b)": self.b_again.seconds / self.b.seconds,
+        }
+
+    def against_targets(self) -> list[tuple[str, float, float]]:
+        values = {
+            "b/a": self.ratios()["b/a"],
+            "peak RSS (b), MB": self.b.peak_rss_mb,
+            "CRM read, s": self.crm.seconds,
+            "no new data / (b)": self.ratios()["no new data / (b)"],
+        }
+        return [(name, values[name], limit) for name, limit in TARGETS.items()]
+
+
+def table(r: Results) -> str:
+    events = r.scale.events
+
+    def line(label: str, m: Measured, rate: str) -> str:
+        return f"| {label} | {m.seconds:,.2f} | {rate} | {m.peak_rss_mb:,.0f} |"
+
+    lines = [
+        "| run | wall time, s | rows/s | peak RSS, MB |",
+        "|---|---:|---:|---:|",
+        line("(a) aggregate query alone (PostgreSQL, ADBC): lower bound", r.a, _rate(events, r.a)),
+        line("(b) `pipeline.run_all`, no Airflow", r.b, _rate(events, r.b)),
+        line("(b') the same again, no new data", r.b_again, _rate(events, r.b_again)),
+        line("(c) `airflow dags test reports_etl_dag`", r.c, _rate(events, r.c)),
+        line("(d) naive reference (`bench_naive`, pandas)", r.d, _rate(events, r.d)),
+        line(
+            f"CRM read alone ({r.crm.rows:,} items, `extract.crm_pages`)",
+            r.crm,
+            f"{r.crm.rows / r.crm.seconds:,.0f} items/s",
+        ),
+    ]
+    ratios = ", ".join(f"{name} = {value:.2f}" for name, value in r.ratios().items())
+    return "\n".join([*lines, "", f"Ratios: {ratios}."])
+
+
+def _rate(events: int, m: Measured) -> str:
+    return f"{events / m.seconds:,.0f} events/s"
+
+
+def markdown(r: Results, command: str) -> str:
+    s = r.scale
+    btree, brin = r.plans
+    stages = "\n".join(
+        f"| `{name}` | {r.b.stages[name]:,.2f} | {r.b.stages[name] / r.b.seconds:.0%} |"
+        for name in STAGES
+        if name in r.b.stages
+    )
+    targets = "\n".join(
+        f"| {name} | {value:,.2f} | <= {limit:g} | {'met' if value <= limit else '**missed**'} |"
+        for name, value, limit in r.against_targets()
+    )
+    small = "Small run (`SMALL=1`): a smoke test of the benchmark, not the numbers to quote.\n"
+    return f"""# Benchmark: one report day
+
+{small if r.small else ""}
+- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
+- Command: {command}
+- Machine: {_machine()}
+- Software: Python {platform.python_version()}; PostgreSQL {r.postgres};
+  chDB {importlib.metadata.version("chdb")} (ClickHouse {r.engine});
+  Airflow {importlib.metadata.version("apache-airflow")}; pandas {importlib.metadata.version("pandas")}
+- Data: report day {DAY} ({settings().report_tz.key}): {s.events:,} telemetry events from
+  {s.prostheses:,} prostheses of {s.users:,} users, and {r.crm_items:,} CRM items. The table
+  also holds {HISTORY_DAYS} older days of the same size ({", ".join(map(str, history_days()))}:
+  just before the pipeline's look-back window, so that every run builds the one day):
+  {r.table_rows:,} rows in `telemetry_events`, written in arrival order. The day has
+  {r.a.rows:,} mart rows.
+
+Each run is a fresh process, so its peak RSS is its own ((c): the largest process Airflow ran).
+All run on the same data with PostgreSQL's cache warm. (b) and (c) each start from an empty
+ClickHouse store, so both are a first run of the day: no watermark, the whole CRM listing.
+(b) {_did(r.b)}; (b'), right after it with nothing changed, {_did(r.b_again)}.
+
+## Results
+
+{table(r)}
+
+Rows/s is the day's telemetry events per second of wall time. The mart rows of the day from (b),
+(b'), (c) and (d) are equal (contract columns; floats to 1e-4 relative, all stored as Float32),
+and their count equals the row count of (a).
+
+## Targets
+
+| target | value | limit | |
+|---|---:|---:|---|
+{targets}
+
+## Where (b) spends its time
+
+| stage | s | share of (b) |
+|---|---:|---:|
+{stages}
+
+`incremental.plan_days` runs inside `extract_telemetry`. The rest of (b) is opening and closing
+the chDB engine and the CRM session.
+
+## Source side
+
+`EXPLAIN (ANALYZE, BUFFERS)` of the day's query (`sql/telemetry_daily.sql`) on the benchmark
+table, the second of two runs each: with the shipped B-tree index on `event_time`, then with that
+index replaced by a BRIN index (in the benchmark's database only; the B-tree is restored after).
+
+| index on event_time | size, MB | execution, ms | shared hit | shared read |
+|---|---:|---:|---:|---:|
+| B-tree (`{btree.index}`, shipped) | {btree.index_mb:,.1f} | {btree.execution_ms:,.0f} | {btree.hit:,} | {btree.read:,} |
+| BRIN (`{brin.index}`) | {brin.index_mb:,.2f} | {brin.execution_ms:,.0f} | {brin.hit:,} | {brin.read:,} |
+
+{_verdict(btree, brin)}
+
+B-tree plan:
+
+```
+{btree.tree}
+```
+
+BRIN plan:
+
+```
+{brin.tree}
+```
+"""
+
+
+def _did(m: Measured) -> str:
+    """What a pipeline run reports it did, from its returned metadata."""
+    crm = "the whole CRM" if m.meta.get("crm_full_refresh") else "the CRM changes only"
+    return (
+        f"built {m.meta.get('days', '?')} day(s) from {m.meta.get('telemetry_rows', 0):,}"
+        f" aggregate rows and read {crm} ({m.meta.get('crm_items', 0):,} items)"
+    )
+
+
+def _verdict(btree: Plan, brin: Plan) -> str:
+    faster = "BRIN" if brin.execution_ms < btree.execution_ms else "the B-tree"
+    ratio = max(brin.execution_ms, btree.execution_ms) / min(brin.execution_ms, btree.execution_ms)
+    blocks = (brin.hit + brin.read) / max(1, btree.hit + btree.read)
+    if brin.execution_ms <= 1.1 * btree.execution_ms:
+        return (
+            f"The data supports BRIN: the day reads as fast ({faster} {ratio:.2f}x faster, "
+            f"{blocks:.2f}x the blocks) from an index {btree.index_mb / brin.index_mb:,.0f} times "
+            "smaller, which also costs far less to maintain on every insert. It works because rows "
+            "arrive in roughly event_time order; late uploads widen some block ranges."
+        )
+    return (
+        f"The data supports keeping the B-tree: BRIN is {ratio:.2f}x slower for the day "
+        f"({blocks:.2f}x the blocks), its block ranges made lossy by rows that arrive late, "
+        f"though it is {btree.index_mb / brin.index_mb:,.0f} times smaller."
+    )
+
+
+def _machine() -> str:
+    meminfo = Path("/proc/meminfo").read_text()
+    mem_kb = int(
+        next(line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal"))
+    )
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    return f"{os.cpu_count()} CPUs (nproc), {mem_kb / 2**20:.1f} GiB memory, {cpu}, {platform.system()} {platform.release()}"
+
+
+# --- the whole run --------------------------------------------------------------------------
+
+
+def fresh_clickhouse(stack: Stack) -> None:
+    """An empty chDB folder, so that (b) and (c) do the same work: a first run of the day (no
+    watermark, the whole CRM), not a re-run that the incremental pipeline can shorten."""
+    shutil.rmtree(stack.clickhouse_dir, ignore_errors=True)
+    stack.clickhouse_dir.mkdir()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench(scale: Scale, small: bool, command: str) -> Results | list[str]:
+    """Generate, measure, check; returns the results, or what did not match."""
+    import psycopg
+
+    stack = Stack(root=ROOT.absolute(), crm_port=free_port())
+    stack.stop_crm()  # one left by an interrupted run, by the pid it recorded
+    stack.up()
+    for folder in ("results", "logs"):
+        (stack.root / folder).mkdir(exist_ok=True)
+    job = Job(root=str(stack.root), crm_port=stack.crm_port, scale=scale)
+    try:
+        say(f"generating {scale.events:,} events of {DAY}, and {HISTORY_DAYS} older days")
+        generated = run_child("generate", job)
+        say(f"  {generated.rows:,} rows in {generated.seconds:.0f} s (not measured)")
+        say("(a) the aggregate query alone")
+        a = run_child("aggregate", job)
+        say("(b) pipeline.run_all, on an empty store")
+        fresh_clickhouse(stack)
+        b = run_child("pipeline", job, RUN_ID)
+        run_child("snapshot", job, "pipeline")
+        say("(b') pipeline.run_all again, no new data")
+        b_again = run_child("pipeline", job, f"{RUN_ID}_again")
+        run_child("snapshot", job, "pipeline_again")
+        say("CRM read alone")
+        crm = run_child("crm_read", job)
+        say("(c) airflow dags test on an empty store (after an untimed `airflow db migrate`)")
+        fresh_clickhouse(stack)
+        _airflow(stack, ["db", "migrate"], stack.root / "logs" / "airflow-db-migrate.log")
+        c = run_child("airflow", job)
+        c.rows = run_child("snapshot", job, "airflow").rows
+        say("(d) the naive reference")
+        d = run_child("naive", job)
+        engine = run_child("snapshot", job, "naive").version
+        say("source side: EXPLAIN with the B-tree, then with BRIN")
+        plans = source_side(stack)
+        with psycopg.connect(stack.dsn("bionicpro")) as conn:
+            postgres = (
+                "{} (pgserver; shared_buffers {}, max_parallel_workers_per_gather {})".format(
+                    *(
+                        conn.execute(f"SHOW {name}").fetchone()[0]
+                        for name in (
+                            "server_version",
+                            "shared_buffers",
+                            "max_parallel_workers_per_gather",
+                        )
+                    )
+                )
+            )
+    finally:
+        stack.down()
+
+    reference = pq.read_table(_snapshot_path(stack, "pipeline")).to_pandas()
+    problems = (
+        [f"(b) has {len(reference):,} rows, (a) {a.rows:,}"] if len(reference) != a.rows else []
+    )
+    for label in ("pipeline_again", "airflow", "naive"):
+        other = pq.read_table(_snapshot_path(stack, label)).to_pandas()
+        problems += [f"{label}: {p}" for p in differences(reference, other)]
+    if problems:
+        return problems
+    return Results(
+        scale=scale,
+        small=small,
+        table_rows=generated.rows,
+        crm_items=crm.rows,
+        a=a,
+        b=b,
+        b_again=b_again,
+        crm=crm,
+        c=c,
+        d=d,
+        engine=engine,
+        postgres=postgres,
+        plans=plans,
+    )
+
+
+def say(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    small = os.environ.get("SMALL", "") not in ("", "0")
+    default = SMALL if small else FULL
+    parser = argparse.ArgumentParser(prog="python -m bionicpro_etl.bench", description=__doc__)
+    parser.add_argument("--events", type=int, default=default.events)
+    parser.add_argument("--prostheses", type=int, default=default.prostheses)
+    parser.add_argument("--users", type=int, default=default.users)
+    parser.add_argument("--crm-orders", type=int, default=default.crm_orders)
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, Job.from_json(args.job))
+        return
+    scale = Scale(args.events, args.prostheses, args.users, args.crm_orders)
+    if scale.prostheses < scale.users:
+        parser.error("--prostheses must be at least --users (every user has a prosthesis)")
+
+    flags = (
+        f"--events {scale.events} --prostheses {scale.prostheses} --users {scale.users}"
+        f" --crm-orders {scale.crm_orders}"
+    )
+    command = f"`python -m bionicpro_etl.bench {flags}`"
+    if os.environ.get("MAKELEVEL"):
+        command = f"`{'SMALL=1 ' if small else ''}make bench`, that is {command}"
+    outcome = bench(scale, small, command)
+    if isinstance(outcome, list):
+        print("MISMATCH: the runs do not build the same day:", *outcome, sep="\n  ")
+        raise SystemExit(1)
+
+    print("\n" + table(outcome) + "\n")
+    for name, value, limit in outcome.against_targets():
+        print(
+            f"  {name}: {value:,.2f} (target <= {limit:g}) {'met' if value <= limit else 'MISSED'}"
+        )
+    docs = Path("docs")
+    docs.mkdir(exist_ok=True)
+    out = docs / ("benchmarks-small.md" if small else "benchmarks.md")
+    out.write_text(markdown(outcome, command))
+    say(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

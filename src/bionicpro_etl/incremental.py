@@ -1,0 +1,102 @@
+"""Which days a run rebuilds: its own day, and every day within the look-back that received
+events since the last published run (the watermark on `received_at`).
+
+The watermark lives in the run log (`bionicpro_reports.etl_runs`): the latest successful run's
+`watermark_after`. It is written only when a run has published everything, so a failed or
+half-done run loses nothing: the next one reads the same arrivals again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from clickhouse_connect.driver.client import Client
+
+from bionicpro_etl.config import Settings
+from bionicpro_etl.queries import sql
+from bionicpro_etl.report_day import day_bounds
+
+
+@dataclass(frozen=True)
+class Plan:
+    days: tuple[date, ...]
+    lookback_start: date
+    watermark_before: datetime | None
+    watermark_after: datetime | None
+    events_beyond_lookback: int
+
+    def to_xcom(self) -> dict[str, Any]:
+        """Small metadata for the downstream tasks (the days, never the data)."""
+        return {
+            "days": [d.isoformat() for d in self.days],
+            "lookback_start": self.lookback_start.isoformat(),
+            "watermark_before": iso(self.watermark_before),
+            "watermark_after": iso(self.watermark_after),
+            "events_beyond_lookback": self.events_beyond_lookback,
+        }
+
+    @classmethod
+    def from_xcom(cls, meta: dict[str, Any]) -> Plan:
+        return cls(
+            days=tuple(date.fromisoformat(d) for d in meta["days"]),
+            lookback_start=date.fromisoformat(meta["lookback_start"]),
+            watermark_before=from_iso(meta["watermark_before"]),
+            watermark_after=from_iso(meta["watermark_after"]),
+            events_beyond_lookback=meta["events_beyond_lookback"],
+        )
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def from_iso(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def published_watermark(client: Client) -> datetime | None:
+    """How far the published runs have read arrivals; None before the first one."""
+    rows = client.query(
+        "SELECT watermark_after FROM bionicpro_reports.etl_runs"
+        " WHERE status = 'success' AND watermark_after IS NOT NULL"
+        " ORDER BY watermark_after DESC LIMIT 1"
+    ).result_rows
+    return as_utc(rows[0][0]) if rows else None
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A DateTime64(..., 'UTC') value as an aware datetime (chDB returns it without its zone)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def plan_days(dsn: str, client: Client, own_day: date, config: Settings) -> Plan:
+    lookback_start = own_day - timedelta(days=config.lookback_days)
+    before = published_watermark(client)
+    with psycopg.connect(dsn) as conn:
+        (bound,) = conn.execute(
+            sql("arrival_bound"), {"lag": config.arrival_lag_seconds}
+        ).fetchone()
+        after = max(filter(None, (before, bound)), default=None)
+        arrivals = conn.execute(
+            sql("arrivals"),
+            {
+                "tz": config.report_tz.key,
+                "until": after,
+                "watermark": before,
+                "lookback_start": day_bounds(lookback_start, config.report_tz)[0],
+            },
+        ).fetchall()
+    late_days = {day for day, _ in arrivals if day >= lookback_start}
+    beyond = sum(events for day, events in arrivals if day < lookback_start)
+    return Plan(
+        days=tuple(sorted(late_days | {own_day})),
+        lookback_start=lookback_start,
+        watermark_before=before,
+        watermark_after=after,
+        events_beyond_lookback=beyond,
+    )

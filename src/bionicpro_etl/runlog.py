@@ -1,0 +1,37 @@
+"""The run log, `bionicpro_reports.etl_runs`: what each run rebuilt, read and wrote, its
+watermarks and durations. The telemetry watermark and the CRM refresh cadence are read from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+TABLE = "bionicpro_reports.etl_runs"
+
+
+def record(client: Client, row: Mapping[str, Any]) -> None:
+    columns = list(row)
+    client.insert(TABLE, [[row[c] for c in columns]], column_names=columns)
+
+
+def last_full_crm_refresh(client: Client) -> date | None:
+    """The report day of the latest published run that read the whole CRM."""
+    (day,) = client.query(
+        f"SELECT maxOrNull(report_day) FROM {TABLE} WHERE status = 'success' AND crm_full_refresh"
+    ).result_rows[0]
+    return day
+
+
+def last_runs(client: Client, limit: int = 10) -> tuple[list[str], list[tuple]]:
+    """The latest runs, for people: the demo and `python -m bionicpro_etl.stack runs` print them."""
+    result = client.query(
+        "SELECT run_id, report_day, status, days_rebuilt, telemetry_rows, crm_items, crm_rejects,"
+        " crm_changed_users, published_rows, events_beyond_lookback, watermark_after,"
+        " round(arraySum(mapValues(stage_seconds)), 1) AS seconds, error"
+        f" FROM {TABLE} ORDER BY finished_at DESC LIMIT {{limit:UInt32}}",
+        parameters={"limit": limit},
+    )
+    return list(result.column_names), list(result.result_rows)

@@ -1,0 +1,28 @@
+-- The run log: one row per finished run. The telemetry watermark is read back from it (the
+-- latest successful run's watermark_after), so it advances only when a whole run has published.
+CREATE TABLE IF NOT EXISTS bionicpro_reports.etl_runs
+(
+    run_id                 String,
+    logical_date           Nullable(DateTime64(3, 'UTC')),
+    report_day             Date,
+    status                 LowCardinality(String),
+    finished_at            DateTime64(3, 'UTC') DEFAULT now64(3),
+    days_rebuilt           Array(Date),
+    telemetry_rows         UInt64,
+    events_beyond_lookback UInt64,
+    crm_full_refresh       Bool,
+    crm_items              UInt64,
+    crm_rejects            UInt64,
+    crm_changed_users      UInt64,
+    report_rows            UInt64,
+    refreshed_rows         UInt64,
+    published_rows         UInt64,
+    watermark_before       Nullable(DateTime64(6, 'UTC')),
+    watermark_after        Nullable(DateTime64(6, 'UTC')),
+    crm_watermark_before   Nullable(DateTime64(6, 'UTC')),
+    crm_watermark_after    Nullable(DateTime64(6, 'UTC')),
+    stage_seconds          Map(String, Float64),
+    error                  String
+)
+ENGINE = MergeTree
+ORDER BY (finished_at, run_id);

@@ -1,0 +1,7 @@
+-- A run's users whose CRM data changed (crm_changed_users.sql).
+CREATE TABLE bionicpro_staging.{table:Identifier}
+(
+    user_id UInt64
+)
+ENGINE = MergeTree
+ORDER BY user_id

@@ -1,0 +1,205 @@
+"""Incremental runs on the real stack: late telemetry, failed runs, backfills, CRM changes, and
+runs with nothing new, all checked through the mart and the run log."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+from conftest import FIRST_DAY, LAST_DAY, MOSCOW, build_day
+from expected import expected_mart
+from test_pipeline import assert_same, mart_rows
+
+from bionicpro_etl import pipeline
+from bionicpro_etl.report_day import day_bounds
+
+
+def last_run(ch) -> dict:
+    result = ch.query(
+        "SELECT * FROM bionicpro_reports.etl_runs WHERE status = 'success'"
+        " ORDER BY finished_at DESC LIMIT 1"
+    )
+    return dict(zip(result.column_names, result.result_rows[0], strict=True))
+
+
+def add_late_events(stack, day: date, prosthesis_id: str, n: int, user_id: int = 5) -> None:
+    """Events of `day` uploaded only now, as from a prosthesis that was offline."""
+    start, _ = day_bounds(day, MOSCOW)
+    arrived = datetime.now(UTC) - timedelta(minutes=30)  # older than the arrival lag
+    with psycopg.connect(stack.dsn("bionicpro")) as conn:
+        for i in range(n):
+            conn.execute(
+                "INSERT INTO telemetry_events (user_id, prosthesis_id, event_time, received_at,"
+                " action_type, response_time_ms, battery_level, duration_seconds)"
+                " VALUES (%s, %s, %s, %s, 'grasp', 100, 50, 60)",
+                (user_id, prosthesis_id, start + timedelta(hours=10, minutes=i), arrived),
+            )
+
+
+def assert_day_matches_sources(stack, ch, day: date) -> None:
+    expected = expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), day, MOSCOW)
+    actual = mart_rows(ch, day)
+    assert actual.keys() == expected.keys()
+    for key, row in expected.items():
+        assert_same(actual[key], row)
+
+
+def test_late_events_reach_an_already_built_day(stack, ch, crm):
+    build_day(stack, ch, crm, FIRST_DAY, "late_a")
+    add_late_events(stack, FIRST_DAY, "PROT-LATE-1", 4)
+    assert (5, "PROT-LATE-1", FIRST_DAY) not in mart_rows(ch, FIRST_DAY)
+
+    build_day(stack, ch, crm, LAST_DAY, "late_b")  # a later night: its own day is another one
+    run = last_run(ch)
+    assert FIRST_DAY in run["days_rebuilt"] and LAST_DAY in run["days_rebuilt"]
+    assert mart_rows(ch, FIRST_DAY)[5, "PROT-LATE-1", FIRST_DAY]["total_actions"] == 4
+    assert_day_matches_sources(stack, ch, FIRST_DAY)
+
+
+def test_a_run_that_fails_after_extracting_loses_nothing(stack, ch, crm):
+    build_day(stack, ch, crm, LAST_DAY, "settle")
+    before = last_run(ch)["watermark_after"]
+    add_late_events(stack, FIRST_DAY, "PROT-LATE-2", 3)
+
+    run = pipeline.Run("dies_after_transform", LAST_DAY)
+    telemetry = pipeline.extract_telemetry(stack.dsn("bionicpro"), ch, run)
+    crm_meta = pipeline.extract_crm_data(crm, stack.crm_url, ch, run)
+    pipeline.transform_data(ch, run, telemetry, crm_meta)
+    assert FIRST_DAY.isoformat() in telemetry["days"]
+    # ... and the worker dies here: no load.
+    assert last_run(ch)["watermark_after"] == before
+    assert (5, "PROT-LATE-2", FIRST_DAY) not in mart_rows(ch, FIRST_DAY)
+
+    build_day(stack, ch, crm, LAST_DAY, "next_night")
+    assert FIRST_DAY in last_run(ch)["days_rebuilt"]
+    assert mart_rows(ch, FIRST_DAY)[5, "PROT-LATE-2", FIRST_DAY]["total_actions"] == 3
+    assert last_run(ch)["watermark_after"] > before
+
+
+def test_a_run_with_no_new_data_does_almost_nothing(stack, ch, crm):
+    build_day(stack, ch, crm, LAST_DAY, "quiet_a")
+    build_day(stack, ch, crm, LAST_DAY, "quiet_b")
+    run = last_run(ch)
+    assert run["run_id"] == "quiet_b"
+    assert run["days_rebuilt"] == [LAST_DAY]  # only its own day
+    assert run["crm_full_refresh"] is False
+    assert run["crm_changed_users"] == 0 and run["refreshed_rows"] == 0
+    assert run["crm_items"] <= 5  # the items at the CRM watermark, read again
+    own_day_rows = len(mart_rows(ch, LAST_DAY))
+    assert run["telemetry_rows"] == own_day_rows == run["published_rows"]
+
+
+def test_events_older_than_the_look_back_are_counted_not_dropped_silently(stack, ch, crm):
+    build_day(stack, ch, crm, LAST_DAY, "before_ancient")
+    ancient = LAST_DAY - timedelta(days=45)
+    add_late_events(stack, ancient, "PROT-ANCIENT", 2)
+    build_day(stack, ch, crm, LAST_DAY, "after_ancient")
+    run = last_run(ch)
+    assert run["events_beyond_lookback"] == 2
+    assert ancient not in run["days_rebuilt"]
+    assert mart_rows(ch, ancient) == {}
+
+
+def test_a_crm_change_reaches_every_row_in_the_look_back(stack, ch, crm):
+    build_day(stack, ch, crm, LAST_DAY, "crm_before")
+    with psycopg.connect(stack.dsn("crm")) as conn:
+        (user,) = conn.execute(
+            "SELECT min(user_id) FROM crm_orders WHERE user_id BETWEEN 1 AND 1000 AND status <> 'suspended'"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO crm_orders (user_id, email, first_name, last_name, prosthesis_id,"
+            " order_date, status, updated_at)"
+            " SELECT user_id, 'renamed@example.com', 'Renamed', last_name, prosthesis_id,"
+            " order_date, 'suspended', now() FROM crm_orders WHERE user_id = %s",
+            (user,),
+        )
+    rows_of_user = ch.query(
+        "SELECT count() FROM bionicpro_reports.reports_data_mart WHERE user_id = {u:UInt64}",
+        parameters={"u": user},
+    ).result_rows[0][0]
+    assert rows_of_user >= 3
+
+    build_day(stack, ch, crm, LAST_DAY, "crm_after")
+    run = last_run(ch)
+    assert run["crm_changed_users"] == 1
+    assert run["refreshed_rows"] > 0
+    emails = ch.query(
+        "SELECT DISTINCT email, status FROM bionicpro_reports.reports_data_mart"
+        " WHERE user_id = {u:UInt64}",
+        parameters={"u": user},
+    ).result_rows
+    assert emails == [("renamed@example.com", "suspended")]
+    for day in (FIRST_DAY, LAST_DAY):
+        assert_day_matches_sources(stack, ch, day)
+
+
+def test_a_full_crm_refresh_catches_deleted_orders(stack, ch, crm):
+    with psycopg.connect(stack.dsn("crm")) as conn:
+        (user,) = conn.execute(
+            "SELECT max(user_id) FROM crm_orders WHERE user_id <= 1000"
+        ).fetchone()
+        saved = conn.execute(
+            "DELETE FROM crm_orders WHERE user_id = %s RETURNING user_id, email, first_name,"
+            " last_name, prosthesis_id, order_date, status, updated_at",
+            (user,),
+        ).fetchall()
+    assert saved
+    try:
+        build_day(stack, ch, crm, LAST_DAY, "incremental_misses_deletes")
+        statuses = {r["status"] for r in mart_rows(ch, LAST_DAY).values() if r["user_id"] == user}
+        assert "unknown" not in statuses  # an incremental read cannot see a deletion
+
+        run = pipeline.Run("full_refresh", LAST_DAY, crm_full_refresh=True)
+        pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
+        assert last_run(ch)["crm_full_refresh"] is True
+        rows = [r for r in mart_rows(ch, LAST_DAY).values() if r["user_id"] == user]
+        assert rows and {(r["status"], r["email"]) for r in rows} == {("unknown", "")}
+    finally:
+        with psycopg.connect(stack.dsn("crm")) as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO crm_orders (user_id, email, first_name, last_name, prosthesis_id,"
+                " order_date, status, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                saved,
+            )
+        build_day(stack, ch, crm, LAST_DAY, "restored")
+
+
+def reset_mart(ch) -> None:
+    for database in ("bionicpro_reports", "bionicpro_staging"):
+        ch.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+
+
+def snapshot(ch, days) -> dict:
+    return {day: mart_rows(ch, day) for day in days}
+
+
+def test_a_backfill_equals_each_day_run_alone(stack, ch, crm):
+    days = [FIRST_DAY + timedelta(days=n) for n in range(7)]
+    assert days[-1] == LAST_DAY
+    alone = {}
+    for day in days:
+        reset_mart(ch)
+        build_day(stack, ch, crm, day, f"alone_{day}")
+        alone[day] = mart_rows(ch, day)
+
+    reset_mart(ch)
+    for day in days:  # what `airflow backfill create` and `make backfill` do: one run per day
+        build_day(stack, ch, crm, day, f"backfill__{day}")
+    assert snapshot(ch, days) == alone
+    assert all(alone.values())
+
+
+@pytest.mark.parametrize("hour", [6, 12])
+def test_a_sub_daily_run_builds_today_so_far(stack, ch, crm, monkeypatch, hour):
+    """With BIONICPRO_SCHEDULE="0 */6 * * *", the run for the interval starting at `hour` builds
+    that day so far; later arrivals in the day are completed by the next runs."""
+    monkeypatch.setenv("BIONICPRO_SCHEDULE", "0 */6 * * *")
+    logical = datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, hour, tzinfo=MOSCOW)
+    context = {"run_id": f"scheduled__{hour}", "logical_date": logical}
+    run = pipeline.Run.of(context)
+    assert run.day == LAST_DAY
+    add_late_events(stack, LAST_DAY, f"PROT-NOON-{hour}", 2, user_id=9)
+    pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
+    assert mart_rows(ch, LAST_DAY)[9, f"PROT-NOON-{hour}", LAST_DAY]["total_actions"] == 2
+    assert_day_matches_sources(stack, ch, LAST_DAY)
