@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --all-extras
 
-.PHONY: demo test lint format airflow stack-up stack-down requirements clean
+.PHONY: demo test lint format airflow backfill runs stack-up stack-down requirements clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -32,11 +32,21 @@ format: .venv/.synced
 airflow: .venv/.synced  ## Airflow UI (airflow standalone) on the embedded stack
 	$(RUN) python -m bionicpro_etl.stack airflow standalone
 
+backfill: .venv/.synced  ## every report day FROM..TO through Airflow: make backfill FROM=2024-01-01 TO=2024-01-07
+	$(RUN) python -m bionicpro_etl.stack backfill $(FROM) $(TO)
+
+runs: .venv/.synced  ## the run log's latest runs
+	$(RUN) python -m bionicpro_etl.stack runs
+
 stack-up: .venv/.synced
 	$(RUN) python -m bionicpro_etl.stack up
 
 stack-down: .venv/.synced
 	$(RUN) python -m bionicpro_etl.stack down
+
+.PHONY: bench
+bench: .venv/.synced  ## benchmark of one report day (SMALL=1: a one-minute size); never part of test
+	$(RUN) python -m bionicpro_etl.bench $(BENCH_ARGS)
 
 requirements: .venv/.synced  ## requirements.txt from the lock file
 	$(UV) export --frozen --all-extras --no-dev --no-hashes -o requirements.txt

@@ -54,3 +54,38 @@ def test_tasks_test_runs_one_task(stack):
         stack, "tasks", "test", "reports_etl_dag", "create_data_mart_table", "2024-01-01"
     )
     assert "create_data_mart_table" in done.stdout + done.stderr
+
+
+def test_backfill_builds_every_day_of_the_range(stack):
+    """`make backfill FROM=... TO=...`: one real Airflow run per day, all in the run log."""
+    env = {
+        **os.environ,
+        "BIONICPRO_STACK_DIR": str(stack.root),
+        "BIONICPRO_CRM_PORT": str(stack.crm_port),
+        "BIONICPRO_DAGS_FOLDER": str(ROOT / "dags"),
+    }
+    command = [sys.executable, "-m", "bionicpro_etl.stack", "backfill", "2024-01-03", "2024-01-04"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "[2/2] report day 2024-01-04 built" in done.stdout
+
+    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    try:
+        runs = client.query(
+            "SELECT report_day, run_id FROM bionicpro_reports.etl_runs"
+            " WHERE status = 'success' ORDER BY finished_at DESC LIMIT 2"
+        ).result_rows
+        keys = {
+            day: {(r[0], r[1]) for r in client.query(
+                "SELECT user_id, prosthesis_id FROM bionicpro_reports.reports_data_mart"
+                " WHERE report_date = {day:Date}", parameters={"day": day},
+            ).result_rows}
+            for day in (date(2024, 1, 3), date(2024, 1, 4))
+        }  # fmt: skip
+    finally:
+        client.close()
+    assert sorted(day for day, _ in runs) == [date(2024, 1, 3), date(2024, 1, 4)]
+    assert all(run_id.startswith("manual__") for _, run_id in runs)
+    for day, built in keys.items():
+        expected = expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), day, MOSCOW)
+        assert built == {(u, p) for u, p, _ in expected}

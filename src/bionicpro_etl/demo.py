@@ -8,18 +8,16 @@ brief's example queries, and says how to open the Airflow UI on the same stack.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
+from collections.abc import Iterable
 from datetime import date, timedelta
-from pathlib import Path
 
 import clickhouse_connect
 from rich.console import Console
 from rich.table import Table
 
 from bionicpro_etl.queries import sql
-from bionicpro_etl.stack.__main__ import generate_data, yesterday
+from bionicpro_etl.stack.__main__ import generate_data, print_runs, run_days, yesterday
+from bionicpro_etl.stack.generate import days_between
 from bionicpro_etl.stack.services import Stack
 
 DAYS = int(os.environ.get("DEMO_DAYS", "14"))
@@ -27,40 +25,40 @@ USERS = int(os.environ.get("DEMO_USERS", "2000"))
 console = Console()
 
 
-def airflow(stack: Stack, *args: str, log: Path) -> None:
-    """Run the airflow CLI on the stack; its chatter goes to `log`, its failure to the screen."""
-    command = [str(Path(sys.executable).with_name("airflow")), *args]
-    with log.open("w") as out:
-        done = subprocess.run(
-            command, env={**os.environ, **stack.airflow_env()}, stdout=out, stderr=out
-        )
-    if done.returncode:
-        console.print(log.read_text()[-3000:])
-        raise SystemExit(f"`airflow {' '.join(args)}` failed; the whole log is {log}")
-
-
 def show(
     client: clickhouse_connect.driver.client.Client, title: str, query: str, **params: object
 ) -> None:
+    """A query's answer as a table; a wide one (SELECT *) record by record, as
+    clickhouse-client's Vertical format does."""
     result = client.query(query, parameters=params)
+    names, rows = result.column_names, result.result_rows
+    shown = 3 if len(names) > 8 else 10
+    if len(names) > 8:
+        tables = [_table(f"{title}: row {n + 1}", ("column", "value"), zip(names, row, strict=True))
+                  for n, row in enumerate(rows[:shown])]  # fmt: skip
+    else:
+        tables = [_table(title, names, rows[:shown])]
+    for table in tables or [_table(title, names, [])]:
+        console.print(table)
+    if len(rows) > shown:
+        console.print(f"[dim]... {len(rows) - shown} more rows[/dim]")
+
+
+def _table(title: str, header: Iterable[str], rows: Iterable[Iterable[object]]) -> Table:
     table = Table(title=title, title_justify="left")
-    for name in result.column_names:
+    for name in header:
         table.add_column(name, overflow="fold")
-    for row in result.result_rows[:10]:
+    for row in rows:
         table.add_row(
             *("" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v) for v in row)
         )
-    console.print(table)
-    if result.row_count > 10:
-        console.print(f"[dim]... {result.row_count - 10} more rows[/dim]")
+    return table
 
 
 def main() -> None:
     stack = Stack.from_env()
-    logs = stack.root / "logs"
     with console.status("Starting PostgreSQL and the CRM service..."):
         stack.up()
-        logs.mkdir(exist_ok=True)
     console.print(f"[green]✓[/green] stack up under {stack.root}")
 
     last_day = yesterday()
@@ -69,30 +67,15 @@ def main() -> None:
         events, items = generate_data(stack, users=USERS, days=DAYS, last_day=last_day, seed=42)
     console.print(f"[green]✓[/green] {events:,} telemetry events, {items:,} CRM items")
 
-    with console.status("Preparing Airflow's metadata database..."):
-        airflow(stack, "db", "migrate", log=logs / "airflow-db-migrate.log")
-
-    for n in range(DAYS):
-        day = first_day + timedelta(days=n)
-        started = time.monotonic()
-        with console.status(f"[{n + 1}/{DAYS}] airflow dags test reports_etl_dag {day}"):
-            airflow(
-                stack,
-                "dags",
-                "test",
-                "reports_etl_dag",
-                day.isoformat(),
-                log=logs / f"dags-test-{day}.log",
-            )
-        console.print(
-            f"[green]✓[/green] [{n + 1}/{DAYS}] report day {day} built in {time.monotonic() - started:.1f} s"
-        )
+    with console.status(f"Running reports_etl_dag for {DAYS} days through Airflow..."):
+        run_days(stack, days_between(first_day, last_day), progress=console.print)
 
     client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
     try:
         report_examples(client, first_day, last_day)
     finally:
         client.close()
+    print_runs(stack, limit=5)
     console.print(
         "\n[bold]Next[/bold]\n"
         f"  Airflow UI on this stack:  make airflow   (http://localhost:8080; the admin password is printed there)\n"

@@ -22,6 +22,7 @@ DDL = (
     "create_crm_rejects",
     "create_crm_orders",
     "create_etl_runs",
+    "create_quality_checks",
     "create_staging_database",
 )
 

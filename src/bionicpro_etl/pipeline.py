@@ -16,7 +16,7 @@ from typing import Any
 import requests
 from clickhouse_connect.driver.client import Client
 
-from bionicpro_etl import extract, incremental, load, runlog, staging, transform
+from bionicpro_etl import extract, incremental, load, quality, runlog, staging, transform
 from bionicpro_etl.config import Settings, settings
 from bionicpro_etl.extract import CrmError
 from bionicpro_etl.incremental import Plan, as_utc, from_iso, iso
@@ -123,6 +123,7 @@ def extract_crm_data(
     return {
         "crm_items": items,
         "crm_rejects": rejected,
+        "crm_reject_share": rejected / known if rejected else 0.0,
         "crm_full_refresh": since is None,
         "crm_watermark_before": iso(since),
         "seconds": time.monotonic() - started,
@@ -157,6 +158,16 @@ def transform_data(client: Client, run: Run, telemetry: Meta, crm: Meta) -> Meta
         client, run.stage, run.run_id, Plan.from_xcom(telemetry), full_crm=crm["crm_full_refresh"]
     )
     return {**counts, "seconds": time.monotonic() - started}
+
+
+def check_data_quality(client: Client, run: Run, telemetry: Meta, crm: Meta) -> Meta:
+    """Judge the run's rows before they are published; store every result; stop on errors.
+    Returns the warn-level results, for the notifiers."""
+    results = quality.run_checks(
+        client, run.stage, Plan.from_xcom(telemetry), crm_reject_share=crm["crm_reject_share"]
+    )
+    quality.record(client, run.run_id, run.day, results)
+    return {"checks": len(results), "warnings": quality.gate(results)}
 
 
 def load_to_clickhouse(client: Client, run: Run, telemetry: Meta, crm: Meta, rows: Meta) -> Meta:
@@ -228,4 +239,8 @@ def run_all(
     telemetry = extract_telemetry(dsn, client, run, config)
     crm = extract_crm_data(session, base_url, client, run, config)
     rows = transform_data(client, run, telemetry, crm)
-    return {**telemetry, **crm, **rows, **load_to_clickhouse(client, run, telemetry, crm, rows)}
+    checks = check_data_quality(client, run, telemetry, crm)
+    return {
+        **telemetry, **crm, **rows, **checks,
+        **load_to_clickhouse(client, run, telemetry, crm, rows),
+    }  # fmt: skip

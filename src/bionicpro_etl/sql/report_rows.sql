@@ -17,7 +17,8 @@ SELECT
     t.flex_count AS flex_count,
     toFloat32(t.avg_battery_level) AS avg_battery_level,
     toFloat32(t.min_battery_level) AS min_battery_level,
-    toUInt32(round(t.usage_seconds)) AS total_usage_seconds,
+    -- saturates instead of wrapping around when absurd durations add up past UInt32
+    toUInt32(least(round(t.usage_seconds), 4294967295)) AS total_usage_seconds,
     toFloat32(total_usage_seconds / 3600) AS usage_hours,
     if(total_usage_seconds = 0, NULL, toFloat32(t.total_actions / (total_usage_seconds / 3600))) AS actions_per_hour,
     if(t.avg_response_time IS NULL, NULL,

@@ -16,7 +16,8 @@ CREATE TABLE bionicpro_staging.{table:Identifier}
     usage_seconds          Float64,
     invalid_response_count UInt32,
     invalid_battery_count  UInt32,
-    invalid_duration_count UInt32
+    invalid_duration_count UInt32,
+    absurd_duration_count  UInt32
 )
 ENGINE = MergeTree
 ORDER BY (user_id, prosthesis_id, report_date)

@@ -16,9 +16,11 @@ SELECT
     avg(battery_level) FILTER (WHERE battery_level BETWEEN 0 AND 100) AS avg_battery_level,
     min(battery_level) FILTER (WHERE battery_level BETWEEN 0 AND 100) AS min_battery_level,
     coalesce(sum(duration_seconds) FILTER (WHERE duration_seconds >= 0 AND duration_seconds < 'Infinity'), 0) AS usage_seconds,
-    count(*) FILTER (WHERE NOT (response_time_ms >= 0 AND response_time_ms < 'Infinity')) AS invalid_response_count,
-    count(*) FILTER (WHERE NOT (battery_level BETWEEN 0 AND 100)) AS invalid_battery_count,
-    count(*) FILTER (WHERE NOT (duration_seconds >= 0 AND duration_seconds < 'Infinity')) AS invalid_duration_count
+    -- Not measured (null or invalid), per metric, and implausibly long actions: for the quality checks.
+    count(*) FILTER (WHERE NOT coalesce(response_time_ms >= 0 AND response_time_ms < 'Infinity', false)) AS invalid_response_count,
+    count(*) FILTER (WHERE NOT coalesce(battery_level BETWEEN 0 AND 100, false)) AS invalid_battery_count,
+    count(*) FILTER (WHERE NOT coalesce(duration_seconds >= 0 AND duration_seconds < 'Infinity', false)) AS invalid_duration_count,
+    count(*) FILTER (WHERE duration_seconds > 86400 AND duration_seconds < 'Infinity') AS absurd_duration_count
 FROM public.telemetry_events
 WHERE event_time >= $1
   AND event_time < $2
