@@ -2,7 +2,7 @@
 -> the reports data mart `bionicpro_reports.reports_data_mart` (ClickHouse).
 
     create_data_mart_table >> [extract_telemetry, extract_crm_data] >> transform_data
-        >> load_to_clickhouse
+        >> check_data_quality >> load_to_clickhouse
 
 Runs at 02:00 report time (BIONICPRO_SCHEDULE) and builds the report day that just ended, plus
 every day within the look-back that received late events, and refreshes CRM changes. The work is
@@ -17,6 +17,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from bionicpro_etl import notify
 from bionicpro_etl.config import settings
 
 CONFIG = settings()
@@ -43,7 +44,7 @@ def log_failed_run(context) -> None:
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
-        "on_failure_callback": log_failed_run,
+        "on_failure_callback": [log_failed_run, notify.on_failure],
     },
     params={"crm_full_refresh": Param(False, type="boolean", description="read the whole CRM")},
     tags=["bionicpro", "reports"],
@@ -79,6 +80,15 @@ def reports_etl_dag() -> None:
             return pipeline.transform_data(ch, pipeline.Run.of(context), telemetry, crm)
 
     @task
+    def check_data_quality(telemetry: dict, crm: dict, **context) -> dict:
+        from bionicpro_etl import clients, pipeline
+
+        with clients.clickhouse() as ch:
+            checks = pipeline.check_data_quality(ch, pipeline.Run.of(context), telemetry, crm)
+        notify.quality_warnings(context, checks["warnings"])
+        return checks
+
+    @task
     def load_to_clickhouse(telemetry: dict, crm: dict, rows: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
 
@@ -89,7 +99,7 @@ def reports_etl_dag() -> None:
     telemetry, crm = extract_telemetry(), extract_crm_data()
     create_data_mart_table() >> [telemetry, crm]
     rows = transform_data(telemetry, crm)
-    load_to_clickhouse(telemetry, crm, rows)
+    rows >> check_data_quality(telemetry, crm) >> load_to_clickhouse(telemetry, crm, rows)
 
 
 reports_etl_dag()

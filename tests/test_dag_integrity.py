@@ -14,7 +14,7 @@ import pytest
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 TASKS = {
     "create_data_mart_table", "extract_telemetry", "extract_crm_data", "transform_data",
-    "load_to_clickhouse",
+    "check_data_quality", "load_to_clickhouse",
 }  # fmt: skip
 
 
@@ -37,7 +37,13 @@ def test_ids_and_dependencies(dag):
         "extract_crm_data": {"create_data_mart_table"},
         "transform_data": {"extract_telemetry", "extract_crm_data"},
         # the load also takes the extracts' metadata (the plan's days, the CRM watermark)
-        "load_to_clickhouse": {"transform_data", "extract_telemetry", "extract_crm_data"},
+        "check_data_quality": {"transform_data", "extract_telemetry", "extract_crm_data"},
+        "load_to_clickhouse": {
+            "check_data_quality",
+            "transform_data",
+            "extract_telemetry",
+            "extract_crm_data",
+        },
     }
 
 
