@@ -65,7 +65,8 @@ def expected_mart(pg_dsn: str, crm_dsn: str, day: date, tz: ZoneInfo) -> dict[tu
     for (user, prosthesis, report_date), rows in groups.items():
         response = [r[1] for r in rows if _valid(r[1], 0)]
         battery = [r[2] for r in rows if _valid(r[2], 0, 100)]
-        usage = round(sum(r[3] for r in rows if _valid(r[3], 0)))
+        # The mart's UInt32 saturates rather than wraps (absurd durations): the project's decision.
+        usage = min(round(sum(r[3] for r in rows if _valid(r[3], 0))), 2**32 - 1)
         avg_response = sum(response) / len(response) if response else None
         hours = usage / 3600
         order = orders.get((user, prosthesis))

@@ -6,9 +6,10 @@
 (c) the same day through `airflow dags test reports_etl_dag <day>`;
 (d) the naive reference of `bench_naive` (pandas, JSON hand-overs, row-wise apply).
 
-Each is measured in a fresh subprocess, so that its peak RSS is its own. The mart rows of (b),
-(c) and (d) must agree with each other and with (a)'s row count, or the run exits non-zero: a fast
-wrong answer does not pass. The results go to docs/benchmarks.md (docs/benchmarks-small.md with
+Each is measured in a fresh subprocess, so that its peak RSS is its own, and repeated (`--repeat`,
+rounds interleaved) so that one noisy moment of a shared machine does not make the verdict; the
+median is reported. The mart rows of (b), (c) and (d) of every round must agree with each other
+and with (a)'s row count, or the run exits non-zero: a fast wrong answer does not pass. The results go to docs/benchmarks.md (docs/benchmarks-small.md with
 SMALL=1), with EXPLAIN (ANALYZE, BUFFERS) of the day's query under the shipped B-tree index on
 event_time and under a BRIN index instead.
 
@@ -24,21 +25,21 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -47,6 +48,9 @@ from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
 from bionicpro_etl.report_day import day_bounds
 from bionicpro_etl.stack.services import CRM_USER, Stack
+
+if TYPE_CHECKING:  # pandas only where rows are compared: not in the measured processes
+    import pandas as pd
 
 ROOT = Path(".stack/bench")
 DAY = date(2024, 3, 14)
@@ -109,10 +113,11 @@ class Scale:
     prostheses: int
     users: int
     crm_orders: int
+    repeat: int
 
 
-FULL = Scale(events=10_000_000, prostheses=50_000, users=40_000, crm_orders=40_000)
-SMALL = Scale(events=500_000, prostheses=5_000, users=4_000, crm_orders=4_000)
+FULL = Scale(events=10_000_000, prostheses=50_000, users=40_000, crm_orders=40_000, repeat=3)
+SMALL = Scale(events=500_000, prostheses=5_000, users=4_000, crm_orders=4_000, repeat=1)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class Job:
     crm_port: int
     scale: Scale
     arg: str = ""  # the run id of a pipeline run, the label of a snapshot
+    table: str = MART  # the table a snapshot reads
     result: str = ""
 
     @property
@@ -295,6 +301,16 @@ def crm_items(devices: pa.Table, scale: Scale, day: date) -> pa.Table:
     return pa.concat_tables([items, superseded, bad.cast(items.schema)])
 
 
+def named_aggregate_sql() -> str:
+    """The day's aggregate query with named placeholders (`%(p1)s`) for psycopg and pandas."""
+    return re.sub(r"\$(\d+)", r"%(p\1)s", sql("telemetry_daily"))
+
+
+def aggregate_params(tz: ZoneInfo) -> dict[str, Any]:
+    start, end = day_bounds(DAY, tz)
+    return {"p1": start, "p2": end, "p3": tz.key}
+
+
 def history_days() -> list[date]:
     lookback_start = DAY - timedelta(days=settings().lookback_days)
     return [lookback_start - timedelta(days=k) for k in range(HISTORY_DAYS, 0, -1)]
@@ -309,8 +325,6 @@ def generate_sources(job: Job) -> Measured:
     import adbc_driver_postgresql.dbapi as adbc_pg
     import psycopg
     from psycopg.sql import SQL, Identifier
-
-    from bionicpro_etl.bench_naive import aggregate_sql
 
     started = perf_counter()
     stack, tz = job.stack, settings().report_tz
@@ -340,8 +354,7 @@ def generate_sources(job: Job) -> Measured:
         conn.execute(sql("telemetry_events"))
         conn.execute("VACUUM ANALYZE public.telemetry_events")
         conn.execute("CHECKPOINT")
-        start, end = day_bounds(DAY, tz)
-        conn.execute(aggregate_sql(), {"p1": start, "p2": end, "p3": tz.key}).fetchall()
+        conn.execute(named_aggregate_sql(), aggregate_params(tz)).fetchall()
     return Measured(seconds=perf_counter() - started, rows=events.num_rows)
 
 
@@ -456,6 +469,19 @@ def _airflow(stack: Stack, args: list[str], log: Path) -> None:
         raise SystemExit(f"`airflow {' '.join(args)}` failed; see {log}")
 
 
+def measure_idle(job: Job) -> Measured:
+    """(0) The floor of (b)'s memory: the pipeline imported, the chDB engine opened, no work."""
+    import clickhouse_connect
+
+    from bionicpro_etl import pipeline  # noqa: F401 (imported for its memory, as (b) does)
+
+    started = perf_counter()
+    client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
+    client.command("SELECT 1")
+    client.close()
+    return Measured(seconds=perf_counter() - started, rows=0)
+
+
 def measure_naive(job: Job) -> Measured:
     """(d) The anti-pattern reference of `bench_naive`, into `bench_naive.mart`."""
     from bionicpro_etl import bench_naive
@@ -475,17 +501,14 @@ def measure_naive(job: Job) -> Measured:
 
 
 def snapshot(job: Job) -> Measured:
-    """The day's rows (contract columns) of the mart, or of the naive table for label `naive`,
-    saved as Parquet for the comparison; also reports the engine's version."""
+    """The day's rows (contract columns) of `job.table`, saved as Parquet for the comparison;
+    also reports the engine's version."""
     import clickhouse_connect
 
-    from bionicpro_etl.bench_naive import TABLE
-
-    table = TABLE if job.arg == "naive" else MART
     client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
     try:
         rows = client.query_arrow(
-            f"SELECT {', '.join(CONTRACT_COLUMNS)} FROM {table}"
+            f"SELECT {', '.join(CONTRACT_COLUMNS)} FROM {job.table}"
             " WHERE report_date = {day:Date} ORDER BY user_id, prosthesis_id",
             parameters={"day": DAY},
         )
@@ -507,6 +530,7 @@ CHILDREN: dict[str, Callable[[Job], Measured]] = {
     "crm_read": measure_crm_read,
     "airflow": measure_airflow,
     "naive": measure_naive,
+    "idle": measure_idle,
     "snapshot": snapshot,
 }
 
@@ -522,11 +546,11 @@ def child(name: str, job: Job) -> None:
     Path(job.result).write_text(json.dumps(asdict(measured)))
 
 
-def run_child(name: str, job: Job, arg: str = "") -> Measured:
+def run_child(name: str, job: Job, arg: str = "", table: str = MART) -> Measured:
     """`name` in a fresh interpreter; no chDB client is open here while it runs."""
     result = Path(job.root) / "results" / f"{name}-{arg or 'run'}.json"
     result.unlink(missing_ok=True)
-    job = replace(job, arg=arg, result=str(result))
+    job = replace(job, arg=arg, table=table, result=str(result))
     subprocess.run(
         [sys.executable, "-m", "bionicpro_etl.bench", "--child", name, "--job", _json(job)],
         check=True,
@@ -583,12 +607,8 @@ def source_side(stack: Stack) -> tuple[Plan, Plan]:
 
 def _explain(conn: Any, index: str) -> Plan:
     """The second of two runs (the first warms the cache), numbers from its JSON plan."""
-    from bionicpro_etl.bench_naive import aggregate_sql
-
-    tz = settings().report_tz
-    start, end = day_bounds(DAY, tz)
-    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + aggregate_sql()
-    params = {"p1": start, "p2": end, "p3": tz.key}
+    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + named_aggregate_sql()
+    params = aggregate_params(settings().report_tz)
     conn.execute(query, params)
     plan = conn.execute(query, params).fetchone()[0][0]
     size = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"public.{index}",)).fetchone()[0]

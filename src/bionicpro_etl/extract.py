@@ -8,6 +8,7 @@ HTTP and each item is validated; bad items become rejects with a reason, never g
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,6 +20,7 @@ import adbc_driver_postgresql.dbapi as adbc_pg
 import pyarrow as pa
 import requests
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from urllib3.exceptions import MaxRetryError
 
 from bionicpro_etl.queries import sql
 from bionicpro_etl.report_day import day_bounds
@@ -105,8 +107,7 @@ def crm_pages(
     seen_cursors: set[str] = set()
     seq = 0
     while True:
-        response = session.get(url, params=params, timeout=timeout)
-        payload = _listing(response)
+        payload = _listing(_get(session, url, params, timeout))
         page = validate_items(payload["items"], first_seq=seq)
         seq += len(payload["items"])
         yield page
@@ -117,6 +118,33 @@ def crm_pages(
             raise CrmError(f"CRM {url} repeated the cursor {cursor!r}; stopping instead of looping")
         seen_cursors.add(cursor)
         params["cursor"] = cursor
+
+
+def _get(
+    session: requests.Session,
+    url: str,
+    params: dict[str, Any],
+    timeout: tuple[float, float],
+    *,
+    attempts: int = 4,
+    backoff: float = 0.5,
+) -> requests.Response:
+    """One page. The session's urllib3 policy retries what fails before a response starts; a
+    connection dropped in the middle of a body only shows here, and is retried the same bounded
+    way (a fault that urllib3 already retried to exhaustion is not retried again)."""
+    attempt = 1
+    while True:
+        try:
+            return session.get(url, params=params, timeout=timeout)
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ConnectionError,
+        ) as exc:
+            exhausted = bool(exc.args) and isinstance(exc.args[0], MaxRetryError)
+            if exhausted or attempt == attempts:
+                raise CrmError(f"CRM {url} could not be read: {exc}") from exc
+            time.sleep(backoff * 2 ** (attempt - 1))
+            attempt += 1
 
 
 def _listing(response: requests.Response) -> dict[str, Any]:

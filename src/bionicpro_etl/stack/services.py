@@ -72,7 +72,7 @@ class Stack:
 
     def start_postgres(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        server = _pgserver(self.pg_dir, cleanup_mode=None)
+        server = _pgserver(self.pg_dir)
         for database, ddl in (("bionicpro", "telemetry_events"), ("crm", "crm_orders")):
             exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
             if "(1 row)" not in exists:
@@ -82,7 +82,12 @@ class Stack:
 
     def stop_postgres(self) -> None:
         if (self.pg_dir / "postmaster.pid").exists():
-            _pgserver(self.pg_dir, cleanup_mode="stop").cleanup()
+            import pgserver
+
+            server = _pgserver(self.pg_dir)
+            pgserver.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+            )
 
     # --- the CRM service --------------------------------------------------------------------
 
@@ -167,8 +172,10 @@ class Stack:
         }
 
 
-def _pgserver(pg_dir: Path, cleanup_mode: str | None) -> Any:
-    """pgserver's server for `pg_dir`, started if needed (it also clears a stale pid file)."""
+def _pgserver(pg_dir: Path) -> Any:
+    """pgserver's handle of the server in `pg_dir`, which it starts if it is not running (it also
+    clears a stale pid file). Made anew each time: pgserver caches handles and would not notice a
+    server stopped since; the server outlives this process (no cleanup mode)."""
     with warnings.catch_warnings():
         # pgserver asks platformdirs for a runtime dir it does not need; that warns on CI.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -176,4 +183,5 @@ def _pgserver(pg_dir: Path, cleanup_mode: str | None) -> Any:
 
         # Its info lines (also from its exit hook, after test runners close their streams) are noise.
         logging.getLogger("pgserver").setLevel(logging.WARNING)
-        return pgserver.get_server(pg_dir, cleanup_mode=cleanup_mode)
+        pg_dir.mkdir(parents=True, exist_ok=True)
+        return pgserver.PostgresServer(pg_dir.resolve(), cleanup_mode=None)
