@@ -294,7 +294,8 @@ def test_broken_measurements_count_as_not_measured_and_are_counted(stack, ch, cr
     build_day(stack, ch, crm, LAST_DAY, "broken_telemetry")
     row = mart_rows(ch, LAST_DAY)[4, "PROT-BROKEN", LAST_DAY]
     assert row["total_actions"] == 5  # an invalid value never drops the event
-    assert (row["grasp_count"], row["flex_count"], row["release_count"]) == (2, 1, 0)  # trimmed, any case
+    # trimmed, any case
+    assert (row["grasp_count"], row["flex_count"], row["release_count"]) == (2, 1, 0)
     assert row["avg_response_time"] == pytest.approx(120.0) and row["min_battery_level"] == 55.0
     assert row["total_usage_seconds"] == 4294967295  # saturated, not wrapped around
     assert_same(row, expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), LAST_DAY, MOSCOW)[
