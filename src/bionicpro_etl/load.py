@@ -9,6 +9,8 @@ dimension is swapped after the mart, so a run that fails in between re-applies i
 
 from __future__ import annotations
 
+from typing import Any
+
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
@@ -23,6 +25,7 @@ DDL = (
     "create_crm_orders",
     "create_etl_runs",
     "create_quality_checks",
+    "create_user_monthly_summary",
     "create_staging_database",
 )
 
@@ -52,29 +55,49 @@ def publish(client: Client, stage: Staging, plan: Plan) -> int:
 
 
 def _publish_month(client: Client, stage: Staging, plan: Plan, month: int) -> None:
-    table = stage.mart_month(month)
-    stage.recreate_like(client, table, "bionicpro_reports.reports_data_mart")
-    client.command(
-        sql("mart_month_next"),
-        parameters={
-            **stage.tables(),
-            "month_table": table,
-            "month": month,
-            "days": list(plan.days),
-            "lookback_start": plan.lookback_start,
-        },
+    params = {
+        **stage.tables(),
+        "month": month,
+        "days": list(plan.days),
+        "lookback_start": plan.lookback_start,
+    }
+    _swap_month(client, stage, "reports_data_mart", "mart_month_next", "month_table", month, params)
+    # The summary follows the month it summarises, from the mart as just published.
+    _swap_month(
+        client,
+        stage,
+        "user_monthly_summary",
+        "user_monthly_summary",
+        "summary_table",
+        month,
+        params,
     )
-    if staging.count(client, table):
-        # ALTER takes no identifier parameter; the name is ours (a hex run key), quoted.
+
+
+def _swap_month(
+    client: Client,
+    stage: Staging,
+    table: str,
+    query: str,
+    table_param: str,
+    month: int,
+    params: dict[str, Any],
+) -> None:
+    """Build the next version of `table`'s month with `sql/<query>.sql` beside it, and swap it in."""
+    next_version = stage.next_month(table, month)
+    stage.recreate_like(client, next_version, f"bionicpro_reports.{table}")
+    client.command(sql(query), parameters={**params, table_param: next_version})
+    if staging.count(client, next_version):
+        # ALTER takes no identifier parameter; both names are ours, quoted.
         client.command(
-            "ALTER TABLE bionicpro_reports.reports_data_mart REPLACE PARTITION {month:UInt32}"
-            f" FROM bionicpro_staging.{quote_identifier(table)}",
+            f"ALTER TABLE bionicpro_reports.{quote_identifier(table)} REPLACE PARTITION {{month:UInt32}}"
+            f" FROM bionicpro_staging.{quote_identifier(next_version)}",
             parameters={"month": month},
         )
     else:
         # REPLACE refuses an empty source; a month left with no rows is dropped instead.
         client.command(
-            "ALTER TABLE bionicpro_reports.reports_data_mart DROP PARTITION {month:UInt32}",
+            f"ALTER TABLE bionicpro_reports.{quote_identifier(table)} DROP PARTITION {{month:UInt32}}",
             parameters={"month": month},
         )
-    staging.drop(client, table)
+    staging.drop(client, next_version)

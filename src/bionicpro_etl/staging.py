@@ -65,8 +65,9 @@ class Staging:
         )
         return {kind: self._name(kind) for kind in kinds}
 
-    def mart_month(self, month: int) -> str:
-        return self._name(f"mart_{month}")
+    def next_month(self, table: str, month: int) -> str:
+        """Where the next version of one month of `table` is built before it is swapped in."""
+        return self._name(f"{table}_{month}")
 
     def recreate(self, client: Client, table: str, ddl: str) -> None:
         """Drop and create one of the run's tables from `sql/<ddl>.sql`."""
