@@ -1,8 +1,8 @@
 """BionicPRO reports ETL: prosthesis telemetry (PostgreSQL) + customers (CRM over HTTP)
 -> the reports data mart `bionicpro_reports.reports_data_mart` (ClickHouse).
 
-    create_data_mart_table >> [extract_telemetry, extract_crm_data] >> transform_data
-        >> check_data_quality >> load_to_clickhouse
+    create_data_mart_table >> [plan_report_days >> extract_telemetry (x shards), extract_crm_data]
+        >> transform_data >> check_data_quality >> load_to_clickhouse
 
 Runs at 02:00 report time (BIONICPRO_SCHEDULE) and builds the report day that just ended, plus
 every day within the look-back that received late events, and refreshes CRM changes. The work is
@@ -59,11 +59,21 @@ def reports_etl_dag() -> None:
             pipeline.create_data_mart_table(ch)
 
     @task
-    def extract_telemetry(**context) -> dict:
+    def plan_report_days(**context) -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.clickhouse() as ch:
-            return pipeline.extract_telemetry(clients.postgres_dsn(), ch, pipeline.Run.of(context))
+            return pipeline.plan_report_days(clients.postgres_dsn(), ch, pipeline.Run.of(context))
+
+    @task
+    def extract_telemetry(plan: dict, shard: int, **context) -> dict:
+        from bionicpro_etl import clients, pipeline
+
+        with clients.clickhouse() as ch:
+            run = pipeline.Run.of(context)
+            return pipeline.extract_telemetry(
+                clients.postgres_dsn(), ch, run, plan, shard=shard, shards=CONFIG.telemetry_shards
+            )
 
     @task
     def extract_crm_data(**context) -> dict:
@@ -73,33 +83,39 @@ def reports_etl_dag() -> None:
             return pipeline.extract_crm_data(session, base_url, ch, pipeline.Run.of(context))
 
     @task
-    def transform_data(telemetry: dict, crm: dict, **context) -> dict:
+    def transform_data(plan: dict, crm: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.clickhouse() as ch:
-            return pipeline.transform_data(ch, pipeline.Run.of(context), telemetry, crm)
+            return pipeline.transform_data(ch, pipeline.Run.of(context), plan, crm)
 
     @task
-    def check_data_quality(telemetry: dict, crm: dict, **context) -> dict:
+    def check_data_quality(plan: dict, crm: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.clickhouse() as ch:
-            checks = pipeline.check_data_quality(ch, pipeline.Run.of(context), telemetry, crm)
+            checks = pipeline.check_data_quality(ch, pipeline.Run.of(context), plan, crm)
         notify.quality_warnings(context, checks["warnings"])
         return checks
 
     @task
-    def load_to_clickhouse(telemetry: dict, crm: dict, rows: dict, **context) -> dict:
+    def load_to_clickhouse(plan: dict, extracted: list, crm: dict, rows: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.clickhouse() as ch:
             run = pipeline.Run.of(context)
-            return pipeline.load_to_clickhouse(ch, run, telemetry, crm, rows)
+            return pipeline.load_to_clickhouse(ch, run, plan, list(extracted), crm, rows)
 
-    telemetry, crm = extract_telemetry(), extract_crm_data()
-    create_data_mart_table() >> [telemetry, crm]
-    rows = transform_data(telemetry, crm)
-    rows >> check_data_quality(telemetry, crm) >> load_to_clickhouse(telemetry, crm, rows)
+    plan, crm = plan_report_days(), extract_crm_data()
+    create_data_mart_table() >> [plan, crm]
+    # One mapped task per shard of the users (BIONICPRO_TELEMETRY_SHARDS, default 1).
+    extracted = extract_telemetry.partial(plan=plan).expand(
+        shard=list(range(CONFIG.telemetry_shards))
+    )
+    rows = transform_data(plan, crm)
+    extracted >> rows
+    checks = check_data_quality(plan, crm)
+    rows >> checks >> load_to_clickhouse(plan, extracted, crm, rows)
 
 
 reports_etl_dag()

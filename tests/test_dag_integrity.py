@@ -13,8 +13,8 @@ import pytest
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 TASKS = {
-    "create_data_mart_table", "extract_telemetry", "extract_crm_data", "transform_data",
-    "check_data_quality", "load_to_clickhouse",
+    "create_data_mart_table", "plan_report_days", "extract_telemetry", "extract_crm_data",
+    "transform_data", "check_data_quality", "load_to_clickhouse",
 }  # fmt: skip
 
 
@@ -33,16 +33,18 @@ def test_ids_and_dependencies(dag):
     upstream = {t.task_id: set(t.upstream_task_ids) for t in dag.tasks}
     assert upstream == {
         "create_data_mart_table": set(),
-        "extract_telemetry": {"create_data_mart_table"},
+        "plan_report_days": {"create_data_mart_table"},
+        "extract_telemetry": {"plan_report_days"},
         "extract_crm_data": {"create_data_mart_table"},
-        "transform_data": {"extract_telemetry", "extract_crm_data"},
-        # the load also takes the extracts' metadata (the plan's days, the CRM watermark)
-        "check_data_quality": {"transform_data", "extract_telemetry", "extract_crm_data"},
+        "transform_data": {"plan_report_days", "extract_telemetry", "extract_crm_data"},
+        "check_data_quality": {"plan_report_days", "transform_data", "extract_crm_data"},
+        # the load also takes the metadata of each step (the plan's days, counts, watermarks)
         "load_to_clickhouse": {
-            "check_data_quality",
-            "transform_data",
+            "plan_report_days",
             "extract_telemetry",
             "extract_crm_data",
+            "transform_data",
+            "check_data_quality",
         },
     }
 

@@ -161,7 +161,8 @@ def test_a_backend_killed_mid_query_fails_the_extract(stack, ch, crm):
 
         def extract() -> None:
             try:
-                pipeline.extract_telemetry(stack.dsn("bionicpro"), ch, run)
+                plan = pipeline.plan_report_days(stack.dsn("bionicpro"), ch, run)
+                pipeline.extract_telemetry(stack.dsn("bionicpro"), ch, run, plan)
             except BaseException as exc:
                 errors.append(exc)
 

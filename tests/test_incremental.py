@@ -63,10 +63,11 @@ def test_a_run_that_fails_after_extracting_loses_nothing(stack, ch, crm):
     add_late_events(stack, FIRST_DAY, "PROT-LATE-2", 3)
 
     run = pipeline.Run("dies_after_transform", LAST_DAY)
-    telemetry = pipeline.extract_telemetry(stack.dsn("bionicpro"), ch, run)
+    plan = pipeline.plan_report_days(stack.dsn("bionicpro"), ch, run)
+    pipeline.extract_telemetry(stack.dsn("bionicpro"), ch, run, plan)
     crm_meta = pipeline.extract_crm_data(crm, stack.crm_url, ch, run)
-    pipeline.transform_data(ch, run, telemetry, crm_meta)
-    assert FIRST_DAY.isoformat() in telemetry["days"]
+    pipeline.transform_data(ch, run, plan, crm_meta)
+    assert FIRST_DAY.isoformat() in plan["days"]
     # ... and the worker dies here: no load.
     assert last_run(ch)["watermark_after"] == before
     assert (5, "PROT-LATE-2", FIRST_DAY) not in mart_rows(ch, FIRST_DAY)

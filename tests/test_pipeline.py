@@ -180,3 +180,13 @@ def test_select_during_a_load_sees_old_or_new_day_never_a_mix(built, stack, ch, 
             " WHERE prosthesis_id LIKE '%%-X'"
         )
     build_day(stack, ch, crm, day, "restored_readers_day")
+
+
+def test_sharded_extraction_equals_a_single_shard(built, stack, ch, crm, monkeypatch):
+    """BIONICPRO_TELEMETRY_SHARDS=3: three extracts (mapped tasks in the DAG), one result."""
+    single = build_day(stack, ch, crm, LAST_DAY, "one_shard")
+    one = mart_rows(ch, LAST_DAY)
+    monkeypatch.setenv("BIONICPRO_TELEMETRY_SHARDS", "3")
+    sharded = build_day(stack, ch, crm, LAST_DAY, "three_shards")
+    assert mart_rows(ch, LAST_DAY) == one
+    assert sharded["telemetry_rows"] == single["telemetry_rows"] > 0

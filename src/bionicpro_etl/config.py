@@ -27,6 +27,8 @@ class Settings:
     # Arrivals this recent are left to the next run: their transactions may still be in flight.
     arrival_lag_seconds: int = 300
     schedule: str = DEFAULT_SCHEDULE
+    # Telemetry extraction split by a hash of user_id into this many mapped tasks.
+    telemetry_shards: int = 1
 
 
 def settings() -> Settings:
@@ -40,4 +42,5 @@ def settings() -> Settings:
         lookback_days=int(env.get("BIONICPRO_LOOKBACK_DAYS", "30")),
         arrival_lag_seconds=int(env.get("BIONICPRO_ARRIVAL_LAG_SECONDS", "300")),
         schedule=env.get("BIONICPRO_SCHEDULE") or DEFAULT_SCHEDULE,
+        telemetry_shards=int(env.get("BIONICPRO_TELEMETRY_SHARDS", "1")),
     )

@@ -28,14 +28,16 @@ from bionicpro_etl.report_day import day_bounds
 CUSTOMERS_PATH = "/api/v1/customers"
 
 
-def telemetry_batches(dsn: str, days: Iterable[date], tz: ZoneInfo) -> Iterator[pa.RecordBatch]:
-    """Per (user, prosthesis, day) aggregates of the report days, one query per run of
-    consecutive days (each an index range scan of event_time)."""
+def telemetry_batches(
+    dsn: str, days: Iterable[date], tz: ZoneInfo, *, shard: int = 0, shards: int = 1
+) -> Iterator[pa.RecordBatch]:
+    """Per (user, prosthesis, day) aggregates of the report days (of one shard of the users),
+    one query per run of consecutive days (each an index range scan of event_time)."""
     with adbc_pg.connect(dsn) as conn, conn.cursor() as cur:
         for first_day, last_day in _consecutive(sorted(set(days))):
             start, _ = day_bounds(first_day, tz)
             _, end = day_bounds(last_day, tz)
-            cur.execute(sql("telemetry_daily"), parameters=(start, end, tz.key))
+            cur.execute(sql("telemetry_daily"), parameters=(start, end, tz.key, shards, shard))
             yield from cur.fetch_record_batch()
 
 

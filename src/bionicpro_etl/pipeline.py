@@ -8,7 +8,7 @@ small metadata (the plan's days, counts, watermarks), as XCom would carry it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -63,17 +63,37 @@ def create_data_mart_table(client: Client) -> None:
     load.create_mart(client)
 
 
-def extract_telemetry(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Meta:
-    """Plan the days (own day + late arrivals) and stage their telemetry aggregates."""
+def plan_report_days(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Meta:
+    """Decide the run's days once (own day + late arrivals), for every shard of the extract."""
     config = config or settings()
     started = time.monotonic()
     plan = incremental.plan_days(dsn, client, run.day, config)
+    run.stage.recreate_telemetry_union(client)
+    return {**plan.to_xcom(), "seconds": time.monotonic() - started}
+
+
+def extract_telemetry(
+    dsn: str,
+    client: Client,
+    run: Run,
+    plan: Meta,
+    *,
+    shard: int = 0,
+    shards: int = 1,
+    config: Settings | None = None,
+) -> Meta:
+    """Stage the telemetry aggregates of the planned days, for one shard of the users."""
+    config = config or settings()
+    started = time.monotonic()
     stage = run.stage
-    stage.recreate(client, stage.telemetry, "staging_telemetry")
-    rows = staging.append(
-        client, stage.telemetry, extract.telemetry_batches(dsn, plan.days, config.report_tz)
-    )
-    return {**plan.to_xcom(), "telemetry_rows": rows, "seconds": time.monotonic() - started}
+    table = stage.telemetry_shard(shard)
+    stage.recreate(client, table, "staging_telemetry")
+    days = Plan.from_xcom(plan).days
+    batches = extract.telemetry_batches(dsn, days, config.report_tz, shard=shard, shards=shards)
+    return {
+        "telemetry_rows": staging.append(client, table, batches),
+        "seconds": time.monotonic() - started,
+    }
 
 
 def extract_crm_data(
@@ -152,32 +172,35 @@ def _crm_orders_known(client: Client) -> int:
     return client.query("SELECT count() FROM bionicpro_reports.crm_orders").result_rows[0][0]
 
 
-def transform_data(client: Client, run: Run, telemetry: Meta, crm: Meta) -> Meta:
+def transform_data(client: Client, run: Run, plan: Meta, crm: Meta) -> Meta:
     started = time.monotonic()
     counts = transform.build_report_rows(
-        client, run.stage, run.run_id, Plan.from_xcom(telemetry), full_crm=crm["crm_full_refresh"]
+        client, run.stage, run.run_id, Plan.from_xcom(plan), full_crm=crm["crm_full_refresh"]
     )
     return {**counts, "seconds": time.monotonic() - started}
 
 
-def check_data_quality(client: Client, run: Run, telemetry: Meta, crm: Meta) -> Meta:
+def check_data_quality(client: Client, run: Run, plan: Meta, crm: Meta) -> Meta:
     """Judge the run's rows before they are published; store every result; stop on errors.
     Returns the warn-level results, for the notifiers."""
     results = quality.run_checks(
-        client, run.stage, Plan.from_xcom(telemetry), crm_reject_share=crm["crm_reject_share"]
+        client, run.stage, Plan.from_xcom(plan), crm_reject_share=crm["crm_reject_share"]
     )
     quality.record(client, run.run_id, run.day, results)
     return {"checks": len(results), "warnings": quality.gate(results)}
 
 
-def load_to_clickhouse(client: Client, run: Run, telemetry: Meta, crm: Meta, rows: Meta) -> Meta:
+def load_to_clickhouse(
+    client: Client, run: Run, plan: Meta, extracted: Sequence[Meta], crm: Meta, rows: Meta
+) -> Meta:
     """Publish the run, then log it: the log row carries the new watermark, so the watermark
     advances only after everything is published."""
     started = time.monotonic()
-    plan = Plan.from_xcom(telemetry)
-    published = load.publish(client, run.stage, plan)
+    planned = Plan.from_xcom(plan)
+    published = load.publish(client, run.stage, planned)
     seconds = {
-        "extract_telemetry": telemetry["seconds"],
+        "plan_report_days": plan["seconds"],
+        "extract_telemetry": sum(e["seconds"] for e in extracted),
         "extract_crm_data": crm["seconds"],
         "transform_data": rows["seconds"],
         "load_to_clickhouse": time.monotonic() - started,
@@ -189,9 +212,9 @@ def load_to_clickhouse(client: Client, run: Run, telemetry: Meta, crm: Meta, row
             "logical_date": run.logical_date,
             "report_day": run.day,
             "status": "success",
-            "days_rebuilt": list(plan.days),
-            "telemetry_rows": telemetry["telemetry_rows"],
-            "events_beyond_lookback": plan.events_beyond_lookback,
+            "days_rebuilt": list(planned.days),
+            "telemetry_rows": sum(e["telemetry_rows"] for e in extracted),
+            "events_beyond_lookback": planned.events_beyond_lookback,
             "crm_full_refresh": crm["crm_full_refresh"],
             "crm_items": crm["crm_items"],
             "crm_rejects": crm["crm_rejects"],
@@ -199,15 +222,15 @@ def load_to_clickhouse(client: Client, run: Run, telemetry: Meta, crm: Meta, row
             "report_rows": rows["report_rows"],
             "refreshed_rows": rows["refreshed_rows"],
             "published_rows": published,
-            "watermark_before": plan.watermark_before,
-            "watermark_after": plan.watermark_after,
+            "watermark_before": planned.watermark_before,
+            "watermark_after": planned.watermark_after,
             "crm_watermark_before": from_iso(crm["crm_watermark_before"]),
             "crm_watermark_after": _crm_watermark(client),
             "stage_seconds": seconds,
         },
     )
     run.stage.drop_all(client)
-    return {"published_rows": published, "days": len(plan.days)}
+    return {"published_rows": published, "days": len(planned.days)}
 
 
 def record_failure(
@@ -235,12 +258,18 @@ def run_all(
     config: Settings | None = None,
 ) -> Meta:
     """Every stage in the DAG's order, in this process, without Airflow (tests, benchmarks)."""
+    config = config or settings()
     create_data_mart_table(client)
-    telemetry = extract_telemetry(dsn, client, run, config)
+    plan = plan_report_days(dsn, client, run, config)
+    extracted = [
+        extract_telemetry(
+            dsn, client, run, plan, shard=shard, shards=config.telemetry_shards, config=config
+        )
+        for shard in range(config.telemetry_shards)
+    ]
     crm = extract_crm_data(session, base_url, client, run, config)
-    rows = transform_data(client, run, telemetry, crm)
-    checks = check_data_quality(client, run, telemetry, crm)
-    return {
-        **telemetry, **crm, **rows, **checks,
-        **load_to_clickhouse(client, run, telemetry, crm, rows),
-    }  # fmt: skip
+    rows = transform_data(client, run, plan, crm)
+    checks = check_data_quality(client, run, plan, crm)
+    loaded = load_to_clickhouse(client, run, plan, extracted, crm, rows)
+    telemetry_rows = sum(e["telemetry_rows"] for e in extracted)
+    return {**plan, **crm, **rows, **checks, **loaded, "telemetry_rows": telemetry_rows}

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
+from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl.queries import sql
@@ -32,6 +33,30 @@ class Staging:
     @property
     def telemetry(self) -> str:
         return self._name("telemetry")
+
+    def telemetry_shard(self, shard: int) -> str:
+        return self._name(f"telemetry_s{shard}")
+
+    def recreate_telemetry_union(self, client: Client) -> None:
+        """`telemetry` reads every shard's table (a Merge table), whatever their number; shard
+        tables of an earlier attempt are dropped, and shard 0's stands empty until it runs."""
+        for (name,) in client.query(
+            "SELECT name FROM system.tables WHERE database = {db:String} AND match(name, {shards:String})",
+            parameters={"db": DATABASE, "shards": self._shards_pattern()},
+        ).result_rows:
+            drop(client, name)
+        self.recreate(client, self.telemetry_shard(0), "staging_telemetry")
+        drop(client, self.telemetry)
+        # The AS clause takes no identifier parameter; the name is ours (a hex run key), quoted.
+        client.command(
+            "CREATE TABLE bionicpro_staging.{table:Identifier}"
+            f" AS bionicpro_staging.{quote_identifier(self.telemetry_shard(0))}"
+            " ENGINE = Merge(bionicpro_staging, {shards:String})",
+            parameters={"table": self.telemetry, "shards": self._shards_pattern()},
+        )
+
+    def _shards_pattern(self) -> str:
+        return f"^telemetry_s[0-9]+_{self.key}$"
 
     @property
     def crm_items(self) -> str:

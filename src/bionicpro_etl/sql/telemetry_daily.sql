@@ -1,6 +1,6 @@
 -- One row per (user, prosthesis, report day) of the telemetry in [$1, $2) (ADBC parameters): the events
 -- aggregated where they live, so only the small aggregate leaves PostgreSQL.
--- $3 is the report time zone. A measurement outside its valid range (negative time, battery
+-- $3 is the report time zone; $4 and $5 select a shard. A measurement outside its valid range (negative time, battery
 -- outside 0..100, NaN, infinity) counts as not measured; the event still counts as an action.
 SELECT
     user_id,
@@ -24,4 +24,6 @@ SELECT
 FROM public.telemetry_events
 WHERE event_time >= $1
   AND event_time < $2
+  -- shard $5 of $4 (by a hash of user_id), so that several workers can share a day's read
+  AND ($4 = 1 OR abs(hashint8(user_id)::bigint) % $4 = $5)
 GROUP BY user_id, prosthesis_id, report_date
