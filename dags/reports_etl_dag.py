@@ -98,7 +98,8 @@ def reports_etl_dag() -> None:
         notify.quality_warnings(context, checks["warnings"])
         return checks
 
-    @task
+    # A load rewrites whole months: one at a time across all runs, backfills included.
+    @task(max_active_tis_per_dag=1)
     def load_to_clickhouse(plan: dict, extracted: list, crm: dict, rows: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
 

@@ -59,6 +59,7 @@ def test_schedule_retries_and_catchup(dag):
     assert timetable._timezone.name == "Europe/Moscow"
     assert dag.catchup is False
     assert dag.max_active_runs == 1
+    assert dag.get_task("load_to_clickhouse").max_active_tis_per_dag == 1  # one month writer
     for task in dag.tasks:
         assert task.retries == 2
         assert task.retry_delay == timedelta(minutes=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -141,6 +142,11 @@ def main(argv: list[str] | None = None) -> None:
         stack.up()
         os.environ.update(stack.airflow_env())
         if args.args[:1] == ["standalone"]:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", 8080)) == 0:
+                    raise SystemExit(
+                        "port 8080 is taken (an Airflow started before?); stop it, then retry"
+                    )
             passwords = stack.airflow_home / "simple_auth_manager_passwords.json.generated"
             print(
                 "Airflow UI: http://localhost:8080  user: admin  password: printed below as"

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 import requests
 
+from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
 
 DEFAULT_ROOT = Path(".stack")
@@ -160,7 +161,8 @@ class Stack:
 
     def airflow_env(self) -> dict[str, str]:
         """Environment for the `airflow` CLI on this stack: its own home and SQLite metadata DB,
-        the project's dags/ folder, and one task at a time (chDB admits one process)."""
+        the project's dags/ folder, one task at a time (chDB admits one process), and the report
+        zone as Airflow's default zone."""
         dags = Path(os.environ.get("BIONICPRO_DAGS_FOLDER") or "dags").absolute()
         return {
             **self.connections(),
@@ -168,6 +170,8 @@ class Stack:
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": "1",
+            # A bare date on the CLI (dags test, backfill) means midnight in the report zone.
+            "AIRFLOW__CORE__DEFAULT_TIMEZONE": settings().report_tz.key,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
         }
 
