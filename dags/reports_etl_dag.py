@@ -46,7 +46,12 @@ def log_failed_run(context) -> None:
         "retry_delay": timedelta(minutes=5),
         "on_failure_callback": [log_failed_run, notify.on_failure],
     },
-    params={"crm_full_refresh": Param(False, type="boolean", description="read the whole CRM")},
+    params={
+        "crm_full_refresh": Param(False, type="boolean", description="read the whole CRM"),
+        "force_rebuild": Param(
+            False, type="boolean", description="rebuild the run's day even if nothing arrived"
+        ),
+    },
     tags=["bionicpro", "reports"],
 )
 def reports_etl_dag() -> None:

@@ -68,9 +68,9 @@ def crm(stack: Stack) -> Iterator[requests.Session]:
 
 
 def build_day(
-    stack: Stack, ch: Client, crm: requests.Session, day: date, run_id: str
-) -> dict[str, int]:
+    stack: Stack, ch: Client, crm: requests.Session, day: date, run_id: str, *, force: bool = False
+) -> dict:
     """A run for one report day with the package's stages, in this process (it also rebuilds
     the days that received events since the last run)."""
-    run = pipeline.Run(run_id, day)
+    run = pipeline.Run(run_id, day, force_rebuild=force)
     return pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)

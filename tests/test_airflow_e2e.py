@@ -45,8 +45,7 @@ def test_dags_test_builds_the_named_day(stack):
     assert rows.keys() == expected.keys()
     assert all(rows[k][3] == expected[k]["total_actions"] for k in expected)
     assert all(rows[k][4] == expected[k]["status"] for k in expected)
-    assert {r[5] for r in rows.values()} == {rows[next(iter(rows))][5]}
-    assert rows[next(iter(rows))][5].startswith("manual__")
+    assert len({r[5] for r in rows.values()}) == 1  # one run built the whole day
 
 
 def test_tasks_test_runs_one_task(stack):

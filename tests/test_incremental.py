@@ -52,7 +52,7 @@ def test_late_events_reach_an_already_built_day(stack, ch, crm):
 
     build_day(stack, ch, crm, LAST_DAY, "late_b")  # a later night: its own day is another one
     run = last_run(ch)
-    assert FIRST_DAY in run["days_rebuilt"] and LAST_DAY in run["days_rebuilt"]
+    assert run["days_rebuilt"] == [FIRST_DAY]  # its own day was built already, nothing new
     assert mart_rows(ch, FIRST_DAY)[5, "PROT-LATE-1", FIRST_DAY]["total_actions"] == 4
     assert_day_matches_sources(stack, ch, FIRST_DAY)
 
@@ -80,15 +80,24 @@ def test_a_run_that_fails_after_extracting_loses_nothing(stack, ch, crm):
 
 def test_a_run_with_no_new_data_does_almost_nothing(stack, ch, crm):
     build_day(stack, ch, crm, LAST_DAY, "quiet_a")
+    before = mart_rows(ch, LAST_DAY)
     build_day(stack, ch, crm, LAST_DAY, "quiet_b")
     run = last_run(ch)
     assert run["run_id"] == "quiet_b"
-    assert run["days_rebuilt"] == [LAST_DAY]  # only its own day
+    assert run["days_rebuilt"] == []  # its day is published and nothing arrived since
+    assert run["telemetry_rows"] == run["report_rows"] == run["published_rows"] == 0
     assert run["crm_full_refresh"] is False
     assert run["crm_changed_users"] == 0 and run["refreshed_rows"] == 0
     assert run["crm_items"] <= 5  # the items at the CRM watermark, read again
-    own_day_rows = len(mart_rows(ch, LAST_DAY))
-    assert run["telemetry_rows"] == own_day_rows == run["published_rows"]
+    assert mart_rows(ch, LAST_DAY) == before
+
+
+def test_a_forced_run_rebuilds_its_day_though_nothing_arrived(stack, ch, crm):
+    """`--conf '{"force_rebuild": true}'`: after a fix made in place at the source."""
+    build_day(stack, ch, crm, LAST_DAY, "forced", force=True)
+    run = last_run(ch)
+    assert run["days_rebuilt"] == [LAST_DAY]
+    assert run["published_rows"] == len(mart_rows(ch, LAST_DAY)) > 0
 
 
 def test_events_older_than_the_look_back_are_counted_not_dropped_silently(stack, ch, crm):

@@ -94,17 +94,17 @@ def test_the_data_exercises_every_rule(built, stack, ch):
 
 def test_rerun_leaves_identical_rows(stack, ch, crm):
     day = date(2024, 1, 2)
-    build_day(stack, ch, crm, day, "rerun_a")
+    build_day(stack, ch, crm, day, "rerun_a", force=True)
     first = mart_rows(ch, day)
-    build_day(stack, ch, crm, day, "rerun_b")
-    build_day(stack, ch, crm, day, "rerun_b")  # the same run again, as a retry would
+    build_day(stack, ch, crm, day, "rerun_b", force=True)
+    build_day(stack, ch, crm, day, "rerun_b", force=True)  # the same run again, as a retry would
     assert mart_rows(ch, day) == first
     assert ch.query(f"SELECT count() FROM {MART} WHERE run_id = 'rerun_a'").result_rows[0][0] == 0
 
 
 def test_rebuilding_a_day_leaves_other_days_alone(built, stack, ch, crm):
     before = {day: mart_rows(ch, day) for day in (FIRST_DAY, LAST_DAY)}
-    build_day(stack, ch, crm, date(2024, 1, 2), "middle_only")
+    build_day(stack, ch, crm, date(2024, 1, 2), "middle_only", force=True)
     assert {day: mart_rows(ch, day) for day in (FIRST_DAY, LAST_DAY)} == before
 
 
@@ -162,7 +162,7 @@ def test_select_during_a_load_sees_old_or_new_day_never_a_mix(built, stack, ch, 
     thread = threading.Thread(target=read)
     thread.start()
     try:
-        build_day(stack, ch, crm, day, "under_readers")
+        build_day(stack, ch, crm, day, "under_readers", force=True)  # changed in place
     finally:
         stop.set()
         thread.join()
@@ -179,14 +179,14 @@ def test_select_during_a_load_sees_old_or_new_day_never_a_mix(built, stack, ch, 
             "UPDATE telemetry_events SET prosthesis_id = left(prosthesis_id, -2)"
             " WHERE prosthesis_id LIKE '%%-X'"
         )
-    build_day(stack, ch, crm, day, "restored_readers_day")
+    build_day(stack, ch, crm, day, "restored_readers_day", force=True)
 
 
 def test_sharded_extraction_equals_a_single_shard(built, stack, ch, crm, monkeypatch):
     """BIONICPRO_TELEMETRY_SHARDS=3: three extracts (mapped tasks in the DAG), one result."""
-    single = build_day(stack, ch, crm, LAST_DAY, "one_shard")
+    single = build_day(stack, ch, crm, LAST_DAY, "one_shard", force=True)
     one = mart_rows(ch, LAST_DAY)
     monkeypatch.setenv("BIONICPRO_TELEMETRY_SHARDS", "3")
-    sharded = build_day(stack, ch, crm, LAST_DAY, "three_shards")
+    sharded = build_day(stack, ch, crm, LAST_DAY, "three_shards", force=True)
     assert mart_rows(ch, LAST_DAY) == one
     assert sharded["telemetry_rows"] == single["telemetry_rows"] > 0

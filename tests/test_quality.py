@@ -36,7 +36,7 @@ def test_the_gate_names_the_failing_check_and_its_figures():
 
 
 def test_every_check_of_every_run_is_stored(stack, ch, crm):
-    result = build_day(stack, ch, crm, LAST_DAY, "stored_checks")
+    result = build_day(stack, ch, crm, LAST_DAY, "stored_checks", force=True)
     stored = ch.query(
         "SELECT check, level FROM bionicpro_reports.quality_checks WHERE run_id = 'stored_checks'"
     ).result_rows
@@ -57,7 +57,7 @@ def test_a_sudden_drop_stops_the_publish_and_keeps_the_old_day(stack, ch, crm):
         conn.execute("DELETE FROM telemetry_events WHERE id IN (SELECT id FROM lost_events)")
     try:
         with pytest.raises(QualityError, match=r"day_volume_drop = 0\.\d+ \(" + str(LAST_DAY)):
-            build_day(stack, ch, crm, LAST_DAY, "volume_drop")
+            build_day(stack, ch, crm, LAST_DAY, "volume_drop", force=True)  # deleted in place
         assert mart_rows(ch, LAST_DAY) == before
         (level,) = ch.query(
             "SELECT level FROM bionicpro_reports.quality_checks"
@@ -70,13 +70,13 @@ def test_a_sudden_drop_stops_the_publish_and_keeps_the_old_day(stack, ch, crm):
                 "INSERT INTO telemetry_events OVERRIDING SYSTEM VALUE SELECT * FROM lost_events"
             )
             conn.execute("DROP TABLE lost_events")
-    build_day(stack, ch, crm, LAST_DAY, "volume_after")
+    build_day(stack, ch, crm, LAST_DAY, "volume_after", force=True)
     assert mart_rows(ch, LAST_DAY) == before
 
 
 def test_warnings_publish_and_are_returned_for_the_notifiers(stack, ch, crm, monkeypatch):
     monkeypatch.setenv("BIONICPRO_QUALITY_LEVELS", '{"no_order_share": {"warn": 0.01}}')
-    run = pipeline.Run("warned", LAST_DAY)
+    run = pipeline.Run("warned", LAST_DAY, force_rebuild=True)
     result = pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
     assert any(w.startswith("no_order_share") for w in result["warnings"])
     assert result["published_rows"] > 0

@@ -1,5 +1,5 @@
-"""Which days a run rebuilds: its own day, and every day within the look-back that received
-events since the last published run (the watermark on `received_at`).
+"""Which days a run rebuilds: its own day (unless already published), and every day within the
+look-back that received events since the last published run (the watermark on `received_at`).
 
 The watermark lives in the run log (`bionicpro_reports.etl_runs`): the latest successful run's
 `watermark_after`. It is written only when a run has published everything, so a failed or
@@ -74,7 +74,23 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def plan_days(dsn: str, client: Client, own_day: date, config: Settings) -> Plan:
+def published(client: Client, day: date) -> bool:
+    """Whether a successful run has built `day` (the run log says so)."""
+    return bool(
+        client.query(
+            "SELECT count() FROM bionicpro_reports.etl_runs"
+            " WHERE status = 'success' AND has(days_rebuilt, {day:Date})",
+            parameters={"day": day},
+        ).result_rows[0][0]
+    )
+
+
+def plan_days(
+    dsn: str, client: Client, own_day: date, config: Settings, *, force: bool = False
+) -> Plan:
+    """The own day is rebuilt when it has never been published (or when forced); once it has,
+    it changes only through arrivals, which the watermark finds. So a run with nothing new
+    rebuilds nothing."""
     lookback_start = own_day - timedelta(days=config.lookback_days)
     before = published_watermark(client)
     with psycopg.connect(dsn) as conn:
@@ -93,8 +109,9 @@ def plan_days(dsn: str, client: Client, own_day: date, config: Settings) -> Plan
         ).fetchall()
     late_days = {day for day, _ in arrivals if day >= lookback_start}
     beyond = sum(events for day, events in arrivals if day < lookback_start)
+    own = {own_day} if force or not published(client, own_day) else set()
     return Plan(
-        days=tuple(sorted(late_days | {own_day})),
+        days=tuple(sorted(late_days | own)),
         lookback_start=lookback_start,
         watermark_before=before,
         watermark_after=after,

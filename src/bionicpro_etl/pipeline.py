@@ -28,13 +28,14 @@ Meta = dict[str, Any]
 
 @dataclass(frozen=True)
 class Run:
-    """One pipeline run: its id (names its staging tables), its own report day, and whether its
-    trigger asked for a full CRM refresh."""
+    """One pipeline run: its id (names its staging tables), its own report day, and what its
+    trigger asked for: a full CRM refresh, a rebuild of its day even if nothing arrived."""
 
     run_id: str
     day: date
     logical_date: datetime | None = None
     crm_full_refresh: bool = False
+    force_rebuild: bool = False
 
     @classmethod
     def of(cls, context: Mapping[str, Any], config: Settings | None = None) -> Run:
@@ -52,6 +53,7 @@ class Run:
             day=day,
             logical_date=logical_date,
             crm_full_refresh=bool(params.get("crm_full_refresh", False)),
+            force_rebuild=bool(params.get("force_rebuild", False)),
         )
 
     @property
@@ -67,7 +69,7 @@ def plan_report_days(dsn: str, client: Client, run: Run, config: Settings | None
     """Decide the run's days once (own day + late arrivals), for every shard of the extract."""
     config = config or settings()
     started = time.monotonic()
-    plan = incremental.plan_days(dsn, client, run.day, config)
+    plan = incremental.plan_days(dsn, client, run.day, config, force=run.force_rebuild)
     run.stage.recreate_telemetry_union(client)
     return {**plan.to_xcom(), "seconds": time.monotonic() - started}
 

@@ -76,7 +76,9 @@ def judge(check: str, figure: float, detail: str = "") -> Result:
 
 
 def run_checks(client: Client, stage: Staging, plan: Plan, crm_reject_share: float) -> list[Result]:
-    result = client.query(sql("quality_figures"), parameters=stage.tables())
+    result = client.query(
+        sql("quality_figures"), parameters={**stage.tables(), "days": list(plan.days)}
+    )
     figures: dict[str, Any] = dict(zip(result.column_names, result.result_rows[0], strict=True))
     results = [judge(check, float(figure)) for check, figure in figures.items()]
     results.append(judge("crm_reject_share", crm_reject_share))

@@ -11,8 +11,10 @@ SELECT
             AND usage_hours >= 0
         ))
      FROM bionicpro_staging.{report_rows:Identifier}) AS out_of_range_rows,
+    -- over the rebuilt days only: rows re-joined for a CRM change are a handful of users
     (SELECT countIf(status = 'unknown') / greatest(count(), 1)
-     FROM bionicpro_staging.{report_rows:Identifier}) AS no_order_share,
+     FROM bionicpro_staging.{report_rows:Identifier}
+     WHERE report_date IN {days:Array(Date)}) AS no_order_share,
     (SELECT (sum(invalid_response_count) + sum(invalid_battery_count) + sum(invalid_duration_count))
             / greatest(3 * sum(total_actions), 1)
      FROM bionicpro_staging.{telemetry:Identifier}) AS invalid_measurement_share,
