@@ -12,15 +12,17 @@ import tempfile
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow_home_")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import clickhouse_connect
+import psycopg
 import pytest
 import requests
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import extract, pipeline
+from bionicpro_etl.report_day import day_bounds
 from bionicpro_etl.stack import generate
 from bionicpro_etl.stack.services import CRM_USER, Stack
 
@@ -74,3 +76,17 @@ def build_day(
     the days that received events since the last run)."""
     run = pipeline.Run(run_id, day, force_rebuild=force)
     return pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
+
+
+def add_late_events(stack, day: date, prosthesis_id: str, n: int, user_id: int = 5) -> None:
+    """Events of `day` uploaded only now, as from a prosthesis that was offline."""
+    start, _ = day_bounds(day, MOSCOW)
+    arrived = datetime.now(UTC) - timedelta(minutes=30)  # older than the arrival lag
+    with psycopg.connect(stack.dsn("bionicpro")) as conn:
+        for i in range(n):
+            conn.execute(
+                "INSERT INTO telemetry_events (user_id, prosthesis_id, event_time, received_at,"
+                " action_type, response_time_ms, battery_level, duration_seconds)"
+                " VALUES (%s, %s, %s, %s, 'grasp', 100, 50, 60)",
+                (user_id, prosthesis_id, start + timedelta(hours=10, minutes=i), arrived),
+            )

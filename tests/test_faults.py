@@ -17,7 +17,7 @@ import clickhouse_connect
 import psycopg
 import pytest
 import requests
-from conftest import FIRST_DAY, LAST_DAY, MOSCOW, build_day
+from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day
 from expected import expected_mart
 from test_pipeline import assert_same, mart_rows
 
@@ -207,19 +207,6 @@ print("finished", flush=True)
 """
 
 
-def add_events(stack, day: date, prosthesis_id: str, n: int) -> None:
-    start, _ = day_bounds(day, MOSCOW)
-    arrived = datetime.now(UTC) - timedelta(minutes=30)
-    with psycopg.connect(stack.dsn("bionicpro")) as conn:
-        for i in range(n):
-            conn.execute(
-                "INSERT INTO telemetry_events (user_id, prosthesis_id, event_time, received_at,"
-                " action_type, response_time_ms, battery_level, duration_seconds)"
-                " VALUES (3, %s, %s, %s, 'flex', 80, 70, 30)",
-                (prosthesis_id, start + timedelta(hours=12, minutes=i), arrived),
-            )
-
-
 @pytest.mark.parametrize("kill_after", [0.5, 1.5, 3.0, 6.0])
 def test_a_load_killed_at_any_moment_leaves_each_day_old_or_new(stack, crm, kill_after):
     """Late events for two months' days; the run is killed (SIGKILL) at some moment; each day
@@ -232,8 +219,8 @@ def test_a_load_killed_at_any_moment_leaves_each_day_old_or_new(stack, crm, kill
         before = {day: mart_rows(client, day) for day in days}
     finally:
         client.close()
-    add_events(stack, december, f"PROT-DEC-{kill_after}", 3)
-    add_events(stack, FIRST_DAY, f"PROT-JAN-{kill_after}", 3)
+    add_late_events(stack, december, f"PROT-DEC-{kill_after}", 3, user_id=3)
+    add_late_events(stack, FIRST_DAY, f"PROT-JAN-{kill_after}", 3, user_id=3)
     after = {
         day: expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), day, MOSCOW) for day in days
     }

@@ -3,16 +3,15 @@ runs with nothing new, all checked through the mart and the run log."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import psycopg
 import pytest
-from conftest import FIRST_DAY, LAST_DAY, MOSCOW, build_day
+from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day
 from expected import expected_mart
 from test_pipeline import assert_same, mart_rows
 
 from bionicpro_etl import pipeline
-from bionicpro_etl.report_day import day_bounds
 
 
 def last_run(ch) -> dict:
@@ -21,20 +20,6 @@ def last_run(ch) -> dict:
         " ORDER BY finished_at DESC LIMIT 1"
     )
     return dict(zip(result.column_names, result.result_rows[0], strict=True))
-
-
-def add_late_events(stack, day: date, prosthesis_id: str, n: int, user_id: int = 5) -> None:
-    """Events of `day` uploaded only now, as from a prosthesis that was offline."""
-    start, _ = day_bounds(day, MOSCOW)
-    arrived = datetime.now(UTC) - timedelta(minutes=30)  # older than the arrival lag
-    with psycopg.connect(stack.dsn("bionicpro")) as conn:
-        for i in range(n):
-            conn.execute(
-                "INSERT INTO telemetry_events (user_id, prosthesis_id, event_time, received_at,"
-                " action_type, response_time_ms, battery_level, duration_seconds)"
-                " VALUES (%s, %s, %s, %s, 'grasp', 100, 50, 60)",
-                (user_id, prosthesis_id, start + timedelta(hours=10, minutes=i), arrived),
-            )
 
 
 def assert_day_matches_sources(stack, ch, day: date) -> None:

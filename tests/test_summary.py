@@ -6,8 +6,7 @@ from __future__ import annotations
 import math
 from datetime import date
 
-from conftest import FIRST_DAY, LAST_DAY, build_day
-from test_incremental import add_late_events
+from conftest import FIRST_DAY, LAST_DAY, add_late_events, build_day
 
 DIRECT = """
 SELECT
