@@ -32,7 +32,7 @@ def telemetry_batches(
     dsn: str, days: Iterable[date], tz: ZoneInfo, *, shard: int = 0, shards: int = 1
 ) -> Iterator[pa.RecordBatch]:
     """Per (user, prosthesis, day) aggregates of the report days (of one shard of the users),
-    one query per run of consecutive days (each an index range scan of event_time)."""
+    one query per run of consecutive days (each a BRIN scan of an event_time range)."""
     with adbc_pg.connect(dsn) as conn, conn.cursor() as cur:
         for first_day, last_day in _consecutive(sorted(set(days))):
             start, _ = day_bounds(first_day, tz)

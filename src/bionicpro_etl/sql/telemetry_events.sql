@@ -11,10 +11,13 @@ CREATE TABLE IF NOT EXISTS public.telemetry_events (
     duration_seconds double precision
 );
 
--- A report day is a range of event_time: this index makes reading one day a range scan.
-CREATE INDEX IF NOT EXISTS telemetry_events_event_time_idx
-    ON public.telemetry_events (event_time);
+-- Rows land in arrival order, which is nearly event_time order: BRIN indexes fit both time
+-- columns. A report day (a range of event_time) becomes a compact run of blocks read once each,
+-- from an index thousands of times smaller than a B-tree that costs next to nothing on insert
+-- (measured in docs/benchmarks.md, "Source side": 1.25x faster than the B-tree at 10M rows/day).
+CREATE INDEX IF NOT EXISTS telemetry_events_event_time_brin
+    ON public.telemetry_events USING brin (event_time);
 
 -- Late uploads are found by arrival time (the incremental watermark).
-CREATE INDEX IF NOT EXISTS telemetry_events_received_at_idx
-    ON public.telemetry_events (received_at);
+CREATE INDEX IF NOT EXISTS telemetry_events_received_at_brin
+    ON public.telemetry_events USING brin (received_at);
