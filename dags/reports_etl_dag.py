@@ -17,21 +17,11 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from bionicpro_etl import notify
+from bionicpro_etl import notify, runlog
 from bionicpro_etl.config import settings
 
 CONFIG = settings()
 REPORT_TZ = pendulum.timezone(CONFIG.report_tz.key)
-
-
-def log_failed_run(context) -> None:
-    """A task failed for good: say so in the run log (the watermark does not move)."""
-    from bionicpro_etl import clients, pipeline
-
-    with clients.clickhouse() as ch:
-        pipeline.record_failure(
-            ch, pipeline.Run.of(context), context["ti"].task_id, context.get("exception")
-        )
 
 
 @dag(
@@ -44,7 +34,7 @@ def log_failed_run(context) -> None:
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
-        "on_failure_callback": [log_failed_run, notify.on_failure],
+        "on_failure_callback": [runlog.on_failure, notify.on_failure],
     },
     params={
         "crm_full_refresh": Param(False, type="boolean", description="read the whole CRM"),

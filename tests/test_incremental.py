@@ -198,3 +198,36 @@ def test_a_sub_daily_run_builds_today_so_far(stack, ch, crm, monkeypatch, hour):
     pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
     assert mart_rows(ch, LAST_DAY)[9, f"PROT-NOON-{hour}", LAST_DAY]["total_actions"] == 2
     assert_day_matches_sources(stack, ch, LAST_DAY)
+
+
+def test_a_task_that_fails_for_good_is_logged_and_moves_nothing(stack, ch, monkeypatch):
+    """The DAG's failure callback, through the real ClickHouse connection."""
+    from types import SimpleNamespace
+
+    from bionicpro_etl import load, runlog
+    from bionicpro_etl.incremental import published_watermark
+
+    conn = stack.connections()["AIRFLOW_CONN_CLICKHOUSE_DEFAULT"]
+    monkeypatch.setenv("AIRFLOW_CONN_CLICKHOUSE_DEFAULT", conn)
+    load.create_mart(ch)
+    watermark = published_watermark(ch)
+    context = {
+        "run_id": "failed_for_good",
+        "logical_date": datetime(2024, 1, 7, 2, tzinfo=MOSCOW),
+        "ti": SimpleNamespace(task_id="extract_crm_data"),
+        "exception": RuntimeError("CRM http://crm/api/v1/customers failed (HTTP 503)"),
+    }
+    runlog.on_failure(context)
+    rows = ch.query(
+        "SELECT status, report_day, error, watermark_after FROM bionicpro_reports.etl_runs"
+        " WHERE run_id = 'failed_for_good'"
+    ).result_rows
+    assert rows == [
+        (
+            "failed",
+            LAST_DAY,
+            "extract_crm_data: CRM http://crm/api/v1/customers failed (HTTP 503)",
+            None,
+        )
+    ]
+    assert published_watermark(ch) == watermark

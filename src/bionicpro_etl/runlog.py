@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clickhouse_connect.driver.client import Client
+if TYPE_CHECKING:  # the DAG file imports this module: keep it light
+    from clickhouse_connect.driver.client import Client
 
 TABLE = "bionicpro_reports.etl_runs"
 
@@ -35,3 +36,14 @@ def last_runs(client: Client, limit: int = 10) -> tuple[list[str], list[tuple]]:
         parameters={"limit": limit},
     )
     return list(result.column_names), list(result.result_rows)
+
+
+def on_failure(context: Mapping[str, Any]) -> None:
+    """Airflow's failure callback: a task failed for good, so the run log says so (the row
+    carries no watermark, so nothing advances)."""
+    from bionicpro_etl import clients, pipeline
+
+    with clients.clickhouse() as client:
+        pipeline.record_failure(
+            client, pipeline.Run.of(context), context["ti"].task_id, context.get("exception")
+        )
