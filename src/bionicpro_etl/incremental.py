@@ -95,9 +95,9 @@ def plan_days(
     before = published_watermark(client)
     with psycopg.connect(dsn) as conn:
         (bound,) = conn.execute(
-            sql("arrival_bound"), {"lag": config.arrival_lag_seconds}
+            sql("arrival_bound"), {"lag": config.arrival_lag_seconds, "watermark": before}
         ).fetchone()
-        after = max(filter(None, (before, bound)), default=None)
+        after = bound or before
         arrivals = conn.execute(
             sql("arrivals"),
             {

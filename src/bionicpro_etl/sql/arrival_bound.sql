@@ -1,5 +1,7 @@
--- How far this run reads arrivals: the latest received_at, but not within the last
--- %(lag)s seconds, where rows of transactions still in flight could yet appear (psycopg).
+-- How far this run reads arrivals: the latest received_at after the watermark, but not within
+-- the last %(lag)s seconds, where rows of transactions still in flight could yet appear
+-- (psycopg). Bounded below by the watermark, so BRIN reads only the newest blocks.
 SELECT max(received_at)
 FROM public.telemetry_events
-WHERE received_at <= now() - make_interval(secs => %(lag)s)
+WHERE received_at > coalesce(%(watermark)s::timestamptz, '-infinity')
+  AND received_at <= now() - make_interval(secs => %(lag)s)

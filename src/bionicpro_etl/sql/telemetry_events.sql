@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS public.telemetry_events (
 -- Rows land in arrival order, which is nearly event_time order: BRIN indexes fit both time
 -- columns. A report day (a range of event_time) becomes a compact run of blocks read once each,
 -- from an index thousands of times smaller than a B-tree that costs next to nothing on insert
--- (measured in docs/benchmarks.md, "Source side": 1.25x faster than the B-tree at 10M rows/day).
+-- (measured in docs/benchmarks.md, "Source side": about 1.2x faster than the B-tree at 10M rows a day).
 CREATE INDEX IF NOT EXISTS telemetry_events_event_time_brin
     ON public.telemetry_events USING brin (event_time);
 
