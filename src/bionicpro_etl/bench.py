@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
 from bionicpro_etl.report_day import day_bounds
+from bionicpro_etl.stack import generate
 from bionicpro_etl.stack.services import CRM_USER, Stack
 
 if TYPE_CHECKING:  # imported where used, so that the measured processes load only what they need
@@ -258,7 +259,8 @@ def crm_items(devices: pa.Table, scale: Scale, day: date) -> pa.Table:
         ]
     )
     k = len(users)
-    base_us = int(datetime.combine(day, datetime.min.time(), tzinfo=UTC).timestamp() * 1e6)
+    base = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    base_us = int(base.timestamp() * 1e6)
     age_s = rng.integers(1, 300, k) * 86_400 + rng.integers(0, 86_400, k)
     order_day = (day - date(1970, 1, 1)).days - rng.integers(30, 900, k)
     items = pa.table(
@@ -293,18 +295,7 @@ def crm_items(devices: pa.Table, scale: Scale, day: date) -> pa.Table:
         )
     )
     nobody = scale.users + strangers + 1
-    bad = pa.table(
-        {
-            "user_id": np.array([0, nobody, nobody + 1]),
-            "email": ["nobody@example.com", "bad.date@example.com", "no.prosthesis@example.com"],
-            "first_name": ["No", "Bad", "Empty"],
-            "last_name": ["Id", "Date", "Prosthesis"],
-            "prosthesis_id": ["PROT-000001", "PROT-000002", ""],
-            "order_date": ["2024-01-01", "2024-13-45", "2024-01-01"],
-            "status": ["active"] * 3,
-            "updated_at": pa.array([base_us] * 3, pa.timestamp("us", tz="UTC")),
-        }
-    )
+    bad = generate.invalid_crm_items(nobody, base)
     return pa.concat_tables([items, superseded, bad.cast(items.schema)])
 
 

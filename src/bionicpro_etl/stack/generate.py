@@ -173,20 +173,25 @@ def crm_items(fleet: Fleet, first_day: date) -> pa.Table:
             pa.timestamp("us", tz="UTC"),
         ),
     )
-    bad = pa.table(
+    bad = invalid_crm_items(first_unknown_user=fleet.users + 10_000, updated_at=base)
+    schema = bad.schema
+    return pa.concat_tables([current.cast(schema), older.cast(schema), bad])
+
+
+def invalid_crm_items(first_unknown_user: int, updated_at: datetime) -> pa.Table:
+    """Three items a CRM should not hold, one per rule: user_id < 1, a bad date, no prosthesis."""
+    return pa.table(
         {
-            "user_id": pa.array([0, fleet.users + 10_000, fleet.users + 10_001], pa.int64()),
+            "user_id": pa.array([0, first_unknown_user, first_unknown_user + 1], pa.int64()),
             "email": ["nobody@example.com", "bad.date@example.com", "no.prosthesis@example.com"],
             "first_name": ["No", "Bad", "Empty"],
             "last_name": ["Id", "Date", "Prosthesis"],
             "prosthesis_id": ["PROT-000001", "PROT-000002", ""],
             "order_date": ["2024-01-01", "2024-13-45", "2024-01-01"],
             "status": ["active"] * 3,
-            "updated_at": pa.array([base] * 3, pa.timestamp("us", tz="UTC")),
+            "updated_at": pa.array([updated_at] * 3, pa.timestamp("us", tz="UTC")),
         }
     )
-    schema = bad.schema
-    return pa.concat_tables([current.cast(schema), older.cast(schema), bad])
 
 
 def days_between(first_day: date, last_day: date) -> Iterator[date]:
