@@ -29,9 +29,10 @@ def last_full_crm_refresh(client: Client) -> date | None:
 def last_runs(client: Client, limit: int = 10) -> tuple[list[str], list[tuple]]:
     """The latest runs, for people: the demo and `python -m bionicpro_etl.stack runs` print them."""
     result = client.query(
-        "SELECT run_id, report_day, status, days_rebuilt, telemetry_rows, crm_items, crm_rejects,"
-        " crm_changed_users, published_rows, events_beyond_lookback, watermark_after,"
-        " round(arraySum(mapValues(stage_seconds)), 1) AS seconds, error"
+        "SELECT report_day, status, arrayStringConcat(arrayMap(d -> toString(d), days_rebuilt), ' ')"
+        " AS days_rebuilt, telemetry_rows AS aggregates, crm_items, crm_rejects,"
+        " published_rows AS published, events_beyond_lookback AS too_late,"
+        " round(arraySum(mapValues(stage_seconds)), 1) AS seconds, left(error, 60) AS error"
         f" FROM {TABLE} ORDER BY finished_at DESC LIMIT {{limit:UInt32}}",
         parameters={"limit": limit},
     )
