@@ -135,7 +135,7 @@ def extract_crm_data(
         raise CrmError(f"CRM {base_url} listed no customers; refusing to report without them")
     # The share of the CRM that is invalid: an incremental listing is measured against the
     # orders already known, so a few bad items among today's changes do not stop the reports.
-    known = max(listed, _crm_orders_known(client) if since is not None else 0)
+    known = max(listed, _crm_orders_known(client) if rejected and since is not None else 0)
     if rejected and rejected / known > config.crm_max_reject_share:
         raise CrmError(
             f"CRM rejects {rejected} of {known} items ({rejected / known:.2%}) exceed the"
