@@ -29,6 +29,9 @@ class Settings:
     schedule: str = DEFAULT_SCHEDULE
     # Telemetry extraction split by a hash of user_id into this many mapped tasks.
     telemetry_shards: int = 1
+    # A ClickHouse cluster (a name from the server's remote_servers) to create the shared tables
+    # on, replicated; empty for a single server or chDB.
+    clickhouse_cluster: str = ""
 
 
 def settings() -> Settings:
@@ -43,4 +46,5 @@ def settings() -> Settings:
         arrival_lag_seconds=int(env.get("BIONICPRO_ARRIVAL_LAG_SECONDS", "300")),
         schedule=env.get("BIONICPRO_SCHEDULE") or DEFAULT_SCHEDULE,
         telemetry_shards=int(env.get("BIONICPRO_TELEMETRY_SHARDS", "1")),
+        clickhouse_cluster=env.get("BIONICPRO_CLICKHOUSE_CLUSTER", ""),
     )

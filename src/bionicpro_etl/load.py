@@ -4,7 +4,9 @@ The mart is partitioned by month. To publish, the next version of each affected 
 beside it (the rows the run does not replace, unchanged; the run's rows, new) and swapped in with
 one `REPLACE PARTITION`, which ClickHouse applies atomically: a plain SELECT sees the old month or
 the new one, never a mix, and a failure before the swap leaves the month as it was. The CRM
-dimension is swapped after the mart, so a run that fails in between re-applies its CRM changes.
+dimension (one partition) is swapped the same way after the mart, so a run that fails in between
+re-applies its CRM changes. `REPLACE PARTITION` is also what a replicated table applies on every
+replica, so the publish is the same on a cluster (see `cluster`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
-from bionicpro_etl import staging
+from bionicpro_etl import cluster, staging
+from bionicpro_etl.config import settings
 from bionicpro_etl.incremental import Plan
 from bionicpro_etl.queries import sql, statements
 from bionicpro_etl.staging import Staging
@@ -30,11 +33,20 @@ DDL = (
 )
 
 
-def create_mart(client: Client) -> None:
-    """The same DDL as scripts/create_data_mart.sql, plus the pipeline's own tables."""
-    for name in DDL:
-        for statement in statements(name):
-            client.command(statement)
+# An unpartitioned table's one partition, as `REPLACE PARTITION` names it.
+WHOLE_TABLE = "ID 'all'"
+
+
+def create_mart(client: Client, cluster_name: str | None = None) -> None:
+    """The same DDL as scripts/create_data_mart.sql, plus the pipeline's own tables; on every node
+    of `cluster_name` (default: `BIONICPRO_CLICKHOUSE_CLUSTER`) when there is one."""
+    for statement in ddl(settings().clickhouse_cluster if cluster_name is None else cluster_name):
+        client.command(statement)
+
+
+def ddl(cluster_name: str) -> list[str]:
+    single_node = [statement for name in DDL for statement in statements(name)]
+    return cluster.on_cluster(single_node, cluster_name) if cluster_name else single_node
 
 
 def publish(client: Client, stage: Staging, plan: Plan) -> int:
@@ -46,11 +58,7 @@ def publish(client: Client, stage: Staging, plan: Plan) -> int:
     months = {m for (m,) in touched} | {d.year * 100 + d.month for d in plan.days}
     for month in sorted(months):
         _publish_month(client, stage, plan, month)
-    client.command(
-        "EXCHANGE TABLES bionicpro_reports.crm_orders"
-        " AND bionicpro_staging.{crm_orders_next:Identifier}",
-        parameters={"crm_orders_next": stage.crm_orders_next},
-    )
+    _replace(client, "crm_orders", WHOLE_TABLE, {}, stage.crm_orders_next)
     return staging.count(client, stage.report_rows)
 
 
@@ -87,17 +95,22 @@ def _swap_month(
     next_version = stage.next_month(table, month)
     stage.recreate_like(client, next_version, f"bionicpro_reports.{table}")
     client.command(sql(query), parameters={**params, table_param: next_version})
+    _replace(client, table, "{month:UInt32}", {"month": month}, next_version)
+    staging.drop(client, next_version)
+
+
+def _replace(
+    client: Client, table: str, partition: str, params: dict[str, Any], next_version: str
+) -> None:
+    """Swap one partition of `table` for the staging table `next_version`'s, in one step."""
+    # ALTER takes no identifier parameter; both names are ours, quoted.
+    target = f"ALTER TABLE bionicpro_reports.{quote_identifier(table)}"
     if staging.count(client, next_version):
-        # ALTER takes no identifier parameter; both names are ours, quoted.
         client.command(
-            f"ALTER TABLE bionicpro_reports.{quote_identifier(table)} REPLACE PARTITION {{month:UInt32}}"
+            f"{target} REPLACE PARTITION {partition}"
             f" FROM bionicpro_staging.{quote_identifier(next_version)}",
-            parameters={"month": month},
+            parameters=params,
         )
     else:
-        # REPLACE refuses an empty source; a month left with no rows is dropped instead.
-        client.command(
-            f"ALTER TABLE bionicpro_reports.{quote_identifier(table)} DROP PARTITION {{month:UInt32}}",
-            parameters={"month": month},
-        )
-    staging.drop(client, next_version)
+        # REPLACE refuses an empty source; a partition left with no rows is dropped instead.
+        client.command(f"{target} DROP PARTITION {partition}", parameters=params)

@@ -100,10 +100,21 @@ class Staging:
         client.command(sql(ddl), parameters={"table": table})
 
     def recreate_like(self, client: Client, table: str, model: str) -> None:
-        """Drop and create one of the run's tables with the structure of `model` (db.table)."""
+        """Drop and create one of the run's tables with the columns and keys of `model`
+        (db.table), as a plain local MergeTree even where `model` is replicated: `REPLACE
+        PARTITION` asks for the same keys, not the same engine."""
         drop(client, table)
+        database, name = model.split(".")
+        partition_key, primary_key, sorting_key = client.query(
+            "SELECT partition_key, primary_key, sorting_key FROM system.tables"
+            " WHERE database = {database:String} AND name = {name:String}",
+            parameters={"database": database, "name": name},
+        ).result_rows[0]
+        partition = f" PARTITION BY ({partition_key})" if partition_key else ""
+        # The AS clause and the keys take no parameters; the model and its keys are our own DDL's.
         client.command(
-            f"CREATE TABLE bionicpro_staging.{{table:Identifier}} AS {model}",
+            f"CREATE TABLE bionicpro_staging.{{table:Identifier}} AS {model}"
+            f" ENGINE = MergeTree{partition} PRIMARY KEY ({primary_key}) ORDER BY ({sorting_key})",
             parameters={"table": table},
         )
 

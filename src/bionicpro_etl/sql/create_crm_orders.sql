@@ -1,5 +1,5 @@
 -- The CRM as a dimension: the latest valid item of every order, kept between runs so that the
--- CRM is read incrementally (updated_since). Replaced whole (EXCHANGE TABLES) when a run publishes.
+-- CRM is read incrementally (updated_since). Replaced whole (REPLACE PARTITION) when a run publishes.
 CREATE TABLE IF NOT EXISTS bionicpro_reports.crm_orders
 (
     user_id       UInt64,
