@@ -44,7 +44,10 @@ stack-up: .venv/.synced
 stack-down: .venv/.synced
 	$(RUN) python -m bionicpro_etl.stack down
 
-.PHONY: bench
+ddl: .venv/.synced  ## the mart's DDL for a ClickHouse cluster: make ddl CLUSTER=name
+	$(RUN) python -m bionicpro_etl.cluster $(CLUSTER)
+
+.PHONY: bench ddl
 bench: .venv/.synced  ## benchmark of one report day (SMALL=1: a one-minute size); never part of test
 	$(RUN) python -m bionicpro_etl.bench $(BENCH_ARGS)
 

@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+import sqlparse
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import cluster, load
@@ -50,9 +52,16 @@ def test_the_staging_database_stays_on_the_pipelines_node() -> None:
     assert staging and all("ON CLUSTER" not in s for s in staging)
 
 
-def test_clickhouse_parses_every_cluster_statement(ch: Client) -> None:
-    for statement in load.ddl("bionicpro"):
-        formatted = ch.query("SELECT formatQuery({q:String})", parameters={"q": statement})
+def test_clickhouse_parses_every_statement_of_make_ddl(
+    ch: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.main(["bionicpro"])
+    printed = [s for s in sqlparse.split(capsys.readouterr().out) if s.strip()]
+    assert len(printed) == len(load.ddl("bionicpro")) == 10
+    for statement in printed:
+        formatted = ch.query(
+            "SELECT formatQuery({q:String})", parameters={"q": statement.rstrip().rstrip(";")}
+        )
         assert formatted.result_rows[0][0].startswith("CREATE")
 
 

@@ -44,3 +44,21 @@ def read_table(table: str, cluster: str) -> str:
         f" AS {DATABASE}.{table}"
         f" ENGINE = Distributed({name}, {DATABASE}, {table})"
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bionicpro_etl.cluster NAME`: the DDL for cluster NAME, for clickhouse-client."""
+    import argparse
+
+    from bionicpro_etl import load  # load builds on this module
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bionicpro_etl.cluster", description=main.__doc__
+    )
+    parser.add_argument("cluster", help="a cluster of the servers' remote_servers")
+    for statement in load.ddl(parser.parse_args(argv).cluster):
+        print(f"{statement};\n")
+
+
+if __name__ == "__main__":
+    main()
