@@ -3,7 +3,9 @@ runs with nothing new, all checked through the mart and the run log."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -12,6 +14,9 @@ from expected import expected_mart
 from test_pipeline import assert_same, mart_rows
 
 from bionicpro_etl import pipeline
+from bionicpro_etl.config import settings
+from bionicpro_etl.incremental import Arrivals, arrivals
+from bionicpro_etl.report_day import day_bounds
 
 
 def last_run(ch) -> dict:
@@ -231,3 +236,92 @@ def test_a_task_that_fails_for_good_is_logged_and_moves_nothing(stack, ch, monke
         )
     ]
     assert published_watermark(ch) == watermark
+
+
+# The planning as first written: every arrival grouped by its report day, row by row. The cheap
+# planning (day probes on a first run, 15-minute buckets after a watermark, a bound found from
+# the table's last pages) must find exactly what these find.
+REFERENCE_BOUND = """
+SELECT max(received_at) FROM public.telemetry_events
+WHERE received_at > coalesce(%(watermark)s::timestamptz, '-infinity')
+  AND received_at <= now() - make_interval(secs => %(lag)s)
+"""
+REFERENCE_DAYS = """
+SELECT (event_time AT TIME ZONE %(tz)s)::date AS report_date, count(*) AS events
+FROM public.telemetry_events
+WHERE received_at <= %(until)s
+  AND (
+      received_at > %(watermark)s::timestamptz
+      OR (%(watermark)s::timestamptz IS NULL AND event_time >= %(lookback_start)s)
+  )
+GROUP BY report_date
+"""
+
+
+def reference_arrivals(conn, watermark, own_day: date, config) -> Arrivals:
+    lookback_start = own_day - timedelta(days=config.lookback_days)
+    (bound,) = conn.execute(
+        REFERENCE_BOUND, {"watermark": watermark, "lag": config.arrival_lag_seconds}
+    ).fetchone()
+    until = bound or watermark
+    counted = conn.execute(
+        REFERENCE_DAYS,
+        {
+            "tz": config.report_tz.key,
+            "until": until,
+            "watermark": watermark,
+            "lookback_start": day_bounds(lookback_start, config.report_tz)[0],
+        },
+    ).fetchall()
+    return Arrivals(
+        lookback_start=lookback_start,
+        until=until,
+        days=frozenset(day for day, _ in counted if day >= lookback_start),
+        beyond=sum(events for day, events in counted if day < lookback_start),
+    )
+
+
+@pytest.mark.parametrize("zone", ["Europe/Moscow", "Asia/Kathmandu", "America/St_Johns"])
+def test_planning_finds_what_reading_every_arrival_finds(stack, zone):
+    """Zones with 45- and 30-minute offsets and daylight saving; events a moment either side of
+    midnight and of the look-back's start, after the own day, in flight (inside the arrival lag),
+    and a newest arrival that is not in the table's last pages. Inside a transaction that is
+    rolled back, so the stack's data stays as it was."""
+    tz = ZoneInfo(zone)
+    config = replace(settings(), report_tz=tz)
+    lookback_start = LAST_DAY - timedelta(days=config.lookback_days)
+
+    def local(day: date, hour: int, minute: int = 0, second: float = 0) -> datetime:
+        return datetime.combine(day, time(hour, minute), tzinfo=tz) + timedelta(seconds=second)
+
+    with psycopg.connect(stack.dsn("bionicpro")) as conn:
+        (now,) = conn.execute("SELECT now()").fetchone()
+        earlier, later = now - timedelta(hours=3), now - timedelta(hours=1)
+        events = [
+            (local(LAST_DAY - timedelta(days=9), 23, 59, 59.999), earlier),  # an empty day
+            (local(LAST_DAY - timedelta(days=8), 0), later),  # the next one
+            (local(lookback_start, 0), later),  # the look-back's first instant
+            (local(lookback_start - timedelta(days=1), 23, 59, 59.5), later),  # just before it
+            (local(LAST_DAY - timedelta(days=12), 12), now),  # in flight: not yet
+            (local(LAST_DAY + timedelta(days=3), 0, 10), later),  # after the own day
+            (local(date(2023, 6, 1), 8), later),  # long ago
+        ]
+        # The newest arrival first, then 4,096+ pages of rows that arrived long before it.
+        events.append((local(LAST_DAY - timedelta(days=5), 10), now - timedelta(minutes=10)))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO telemetry_events (user_id, prosthesis_id, event_time, received_at,"
+                " action_type) VALUES (7, 'PROT-PLAN', %s, %s, 'grasp')",
+                events,
+            )
+        conn.execute(
+            "INSERT INTO telemetry_events (user_id, prosthesis_id, event_time, received_at,"
+            " action_type) SELECT 7, 'PROT-FILLER', '2020-01-01', '2020-01-02', 'grasp'"
+            " FROM generate_series(1, 400000)"
+        )
+        for watermark in (None, earlier - timedelta(minutes=1), later - timedelta(minutes=1)):
+            for own_day in (FIRST_DAY, LAST_DAY):
+                expected = reference_arrivals(conn, watermark, own_day, config)
+                assert arrivals(conn, watermark, own_day, config) == expected
+        assert expected.days and expected.beyond  # the last case has something to find
+        conn.rollback()

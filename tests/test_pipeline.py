@@ -13,7 +13,7 @@ from conftest import FIRST_DAY, LAST_DAY, MOSCOW, build_day
 from expected import expected_mart
 
 from bionicpro_etl import pipeline
-from bionicpro_etl.extract import CrmError
+from bionicpro_etl.extract import CrmError, crm_pages
 from bionicpro_etl.report_day import day_bounds
 
 MART = "bionicpro_reports.reports_data_mart"
@@ -119,6 +119,31 @@ def test_crm_rejects_are_kept_with_their_reason(stack, ch, crm):
     assert any(r.startswith("user_id") for r in reasons)
     assert any(r.startswith("prosthesis_id") for r in reasons)
     assert any(r.startswith("order_date") for r in reasons)
+
+
+def test_crm_pages_are_staged_together_and_every_item_once(stack, ch, crm, monkeypatch):
+    """Small pages go into staging in one insert (each insert makes a part, and a merge to come),
+    and no item is lost or doubled on the way."""
+    monkeypatch.setenv("BIONICPRO_CRM_PAGE_SIZE", "37")
+    listed = sum(page.items.num_rows for page in crm_pages(crm, stack.crm_url, page_size=37))
+    inserted = []
+    insert_arrow = ch.insert_arrow
+
+    def counted(table, data, **kwargs):
+        inserted.append(data.num_rows)
+        return insert_arrow(table, data, **kwargs)
+
+    monkeypatch.setattr(ch, "insert_arrow", counted)
+    run = pipeline.Run("crm_pages_together", FIRST_DAY, crm_full_refresh=True)
+    meta = pipeline.extract_crm_data(crm, stack.crm_url, ch, run)
+    staged = ch.query(
+        "SELECT count(), uniqExact(seq) FROM bionicpro_staging.{table:Identifier}",
+        parameters={"table": run.stage.crm_items},
+    ).result_rows[0]
+    run.stage.drop_all(ch)
+    assert listed > 10 * 37
+    assert meta["crm_items"] == listed == staged[0] == staged[1]
+    assert inserted == [listed]
 
 
 def test_too_many_rejects_fail_the_run_and_leave_the_mart(built, stack, ch, crm, monkeypatch):

@@ -4,7 +4,9 @@
     read through ADBC as the pipeline reads it;
 (b) the pipeline without Airflow (`pipeline.run_all`), then again with no new data;
 (c) the same day through `airflow dags test reports_etl_dag <day>`;
-(d) the naive reference of `bench_naive` (pandas, JSON hand-overs, row-wise apply).
+(d) the naive reference of `bench_naive` (pandas, JSON hand-overs, row-wise apply);
+(n) after those, the next night: the following day arrives with late events of the report day,
+    and the pipeline runs for it from the first night's watermark (a nightly run's cost).
 
 Each is measured in a fresh subprocess, so that its peak RSS is its own, and repeated (`--repeat`,
 rounds interleaved) so that one noisy moment of a shared machine does not make the verdict; the
@@ -138,6 +140,7 @@ class Job:
     arg: str = ""  # the run id of a pipeline run, the label of a snapshot
     table: str = MART  # the table a snapshot reads
     result: str = ""
+    day: str = DAY.isoformat()  # a pipeline run's own day; a snapshot reads DAY to this one
 
     @property
     def stack(self) -> Stack:
@@ -224,6 +227,36 @@ def telemetry_day(devices: pa.Table, day: date, tz: ZoneInfo, events: int) -> pa
             ),
         }
     )
+
+
+def next_night(devices: pa.Table, tz: ZoneInfo, events: int, watermark: datetime) -> pa.Table:
+    """What the next night's run finds: the following day's `events` (made as `telemetry_day`
+    makes them) and `late_uploads` of the report day, in arrival order. The table
+    already holds the report day's late tail, which reaches days past the following one; so the
+    batch's arrivals are moved to begin just after `watermark`, keeping their order and spacing."""
+    following = telemetry_day(devices, DAY + timedelta(days=1), tz, events)
+    late = telemetry_day(devices, DAY, tz, late_uploads(events))
+    arrived = following["received_at"].to_numpy().astype(np.int64)
+    first, last = int(arrived.min()), int(arrived.max())
+    rng = np.random.default_rng([SEED, 4])
+    late = late.set_column(
+        late.schema.get_field_index("received_at"),
+        "received_at",
+        pa.array(rng.integers(first, last, late.num_rows), pa.timestamp("us", tz="UTC")),
+    )
+    batch = pa.concat_tables([following, late])
+    shift = max(0, int(watermark.timestamp() * 1_000_000) + 1_000_000 - first)
+    batch = batch.set_column(
+        batch.schema.get_field_index("received_at"),
+        "received_at",
+        pc.add(batch["received_at"], pa.scalar(shift, pa.duration("us"))),
+    )
+    return batch.take(pc.sort_indices(batch["received_at"]))
+
+
+def late_uploads(events: int) -> int:
+    """How many late events of the report day the next night brings: 3 % of a day."""
+    return events * 3 // 100
 
 
 def crm_items(devices: pa.Table, scale: Scale, day: date) -> pa.Table:
@@ -359,6 +392,37 @@ def generate_sources(job: Job) -> Measured:
     return Measured(seconds=perf_counter() - started, rows=events.num_rows)
 
 
+def append_next_night(job: Job) -> Measured:
+    """Append `next_night`'s arrivals to the telemetry table, after everything it holds, and
+    settle the table as `generate_sources` does (not part of any measurement). Reports the
+    events of the report day and of the following one, for the check of (n)."""
+    import adbc_driver_postgresql.dbapi as adbc_pg
+    import psycopg
+
+    started = perf_counter()
+    dsn, tz = job.stack.dsn("bionicpro"), settings().report_tz
+    with psycopg.connect(dsn) as conn:
+        (watermark,) = conn.execute(
+            "SELECT max(received_at) FROM public.telemetry_events"
+        ).fetchone()
+    batch = next_night(fleet(job.scale), tz, job.scale.events, watermark)
+    with adbc_pg.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.adbc_ingest("telemetry_events", batch, mode="append")
+        conn.commit()
+    events = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE public.telemetry_events")
+        conn.execute("CHECKPOINT")
+        for day in (DAY, DAY + timedelta(days=1)):
+            (events[day.isoformat()],) = conn.execute(
+                "SELECT count(*) FROM public.telemetry_events"
+                " WHERE event_time >= %s AND event_time < %s",
+                day_bounds(day, tz),
+            ).fetchone()
+    return Measured(seconds=perf_counter() - started, rows=batch.num_rows, meta={"events": events})
+
+
 # --- the measurements, each in its own subprocess ------------------------------------------
 
 
@@ -407,7 +471,7 @@ def measure_pipeline(job: Job) -> Measured:
             session=session,
             base_url=stack.crm_url,
             client=client,
-            run=pipeline.Run(run_id=job.arg, day=DAY),
+            run=pipeline.Run(run_id=job.arg, day=date.fromisoformat(job.day)),
         )
     finally:
         session.close()
@@ -507,16 +571,17 @@ def measure_naive(job: Job) -> Measured:
 
 
 def snapshot(job: Job) -> Measured:
-    """The day's rows (contract columns) of `job.table`, saved as Parquet for the comparison;
-    also reports the engine's version."""
+    """The rows (contract columns) of `job.table` from DAY to `job.day`, saved as Parquet for the
+    comparison; also reports the engine's version."""
     import clickhouse_connect
 
     client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
     try:
         rows = client.query_arrow(
             f"SELECT {', '.join(CONTRACT_COLUMNS)} FROM {job.table}"
-            " WHERE report_date = {day:Date} ORDER BY user_id, prosthesis_id",
-            parameters={"day": DAY},
+            " WHERE report_date BETWEEN {first:Date} AND {last:Date}"
+            " ORDER BY report_date, user_id, prosthesis_id",
+            parameters={"first": DAY, "last": date.fromisoformat(job.day)},
         )
         version = client.server_version
     finally:
@@ -531,6 +596,7 @@ def _snapshot_path(stack: Stack, label: str) -> Path:
 
 CHILDREN: dict[str, Callable[[Job], Measured]] = {
     "generate": generate_sources,
+    "next_night": append_next_night,
     "aggregate": measure_aggregate,
     "pipeline": measure_pipeline,
     "crm_read": measure_crm_read,
@@ -713,10 +779,11 @@ class Results:
     small: bool
     load_before: tuple[float, float, float]
     table_rows: int
-    runs: dict[str, Series]  # by label: a, b, b', crm, c, d, idle
+    runs: dict[str, Series]  # by label: a, b, b', crm, c, d, n, idle
     engine: str
     postgres: str
     plans: tuple[Plan, Plan]
+    night_events: int  # the events of the days (n) rebuilt
 
     def __getitem__(self, label: str) -> Series:
         return self.runs[label]
@@ -745,6 +812,7 @@ ROWS = (
     ("b'", "(b') the same again at once, no new data"),
     ("c", "(c) `airflow dags test reports_etl_dag`"),
     ("d", "(d) naive reference (`bench_naive`: pandas, JSON, row-wise apply)"),
+    ("n", "(n) the next night: the following day, late events of the report day, a watermark"),
     ("crm", "CRM read alone (`extract.crm_pages`, all pages, validated)"),
     ("idle", "(0) pipeline imported, chDB opened and closed, no work"),
 )
@@ -757,6 +825,8 @@ def table(r: Results) -> str:
             rate = f"{series.median.rows / series.seconds:,.0f} items/s"
         elif label == "idle" or (label == "b'" and not series.median.meta.get("telemetry_rows")):
             rate = "no events read"
+        elif label == "n":
+            rate = f"{r.night_events / series.seconds:,.0f} events/s"
         else:
             rate = f"{r.scale.events / series.seconds:,.0f} events/s"
         return (
@@ -786,13 +856,13 @@ def _stage(name: str) -> str:
     return f"`{name}`" if name in STAGES else name
 
 
-def stages(r: Results) -> str:
-    b = r["b"].median
+def stages(r: Results, label: str) -> str:
+    m = r[label].median
     lines = [
-        f"| {_stage(name)} | {s:,.2f} | {s / b.seconds:.0%} |"
-        for name, s in _stage_times(b).items()
+        f"| {_stage(name)} | {s:,.2f} | {s / m.seconds:.0%} |"
+        for name, s in _stage_times(m).items()
     ]
-    return "\n".join(["| stage | s | share of (b) |", "|---|---:|---:|", *lines])
+    return "\n".join([f"| stage | s | share of ({label}) |", "|---|---:|---:|", *lines])
 
 
 def targets(r: Results) -> str:
@@ -850,11 +920,30 @@ stored as Float32), and their count equals the row count of (a).
 
 ## Where (b) spends its time (its median round)
 
-{stages(r)}
+{stages(r, "b")}
 
 "The rest" is opening and closing the chDB engine and the CRM session. `extract_telemetry` is
 the day's aggregate query and its staging; compare it with (a), the query alone:
 {r["a"].seconds:,.2f} s.
+
+## The next night (n)
+
+After the rounds, the nightly run of the steady state. The first night, (b) on an empty store,
+publishes {DAY} (not measured). Then the next night's arrivals land after its watermark, in
+arrival order: the following day's {s.events:,} events, made the same way, and
+{late_uploads(s.events):,} late events of {DAY}. The run for {DAY + timedelta(days=1)} reads them
+from the watermark and {_did(r["n"].median)}: {r.night_events:,} events, since a day that received
+late events is rebuilt whole. Each of the {s.repeat} round(s) starts from a copy of the first
+night's store; every round built the same rows, and each day's actions in the mart add up to its
+events in PostgreSQL, the late ones included.
+
+Median round {r["n"].seconds:,.2f} s, peak RSS {r["n"].peak_rss_mb:,.0f} MB; (a), one day's
+aggregate query alone, takes {r["a"].seconds:,.2f} s.
+
+{stages(r, "n")}
+
+`plan_report_days` here reads the arrivals since the watermark (15-minute buckets, then report
+days); on a first run it probes the look-back's days instead (`sql/arrival_days.sql`).
 
 ## Source side
 
@@ -1006,6 +1095,7 @@ def bench(scale: Scale, small: bool) -> Results | list[str]:
         generated = run_child("generate", job)
         say(f"  {generated.rows:,} rows in {generated.seconds:.0f} s (not measured)")
         say("(0) idle: the pipeline imported, chDB opened")
+        fresh_clickhouse(stack)
         runs["idle"].append(run_child("idle", job))
         _airflow(stack, ["db", "migrate"], stack.root / "logs" / "airflow-db-migrate.log")
         for i in range(scale.repeat):
@@ -1035,10 +1125,13 @@ def bench(scale: Scale, small: bool) -> Results | list[str]:
                 for name in ("server_version", "shared_buffers", "max_parallel_workers_per_gather")
             )
         postgres = f"{version} (pgserver; shared_buffers {buffers}, parallel workers {workers})"
+        say("(n) the next night: the following day arrives, with late events of the report day")
+        arrived, nights = next_nights(stack, job, runs["n"])
     finally:
         stack.down()
 
     problems = check(stack, snapshots, {m.rows for m in runs["a"]})
+    problems += check_nights(stack, nights, arrived.meta["events"], runs["n"])
     if problems:
         return problems
     return Results(
@@ -1050,21 +1143,71 @@ def bench(scale: Scale, small: bool) -> Results | list[str]:
         engine=engine,
         postgres=postgres,
         plans=plans,
+        night_events=sum(arrived.meta["events"].values()),
     )
+
+
+def next_nights(stack: Stack, job: Job, into: list[Measured]) -> tuple[Measured, list[str]]:
+    """(n): the first night (b) publishes the report day (not measured); then the next night's
+    arrivals are appended, and the run for the following day is measured, each round from the
+    same copy of the first night's store. Returns the arrivals and the snapshots of the rounds;
+    the arrivals stay in the table (the benchmark's next run generates it anew)."""
+    fresh_clickhouse(stack)
+    run_child("pipeline", job, f"{RUN_ID}_night_1")
+    first_night = stack.root / "clickhouse-night-1"
+    shutil.rmtree(first_night, ignore_errors=True)
+    shutil.copytree(stack.clickhouse_dir, first_night, symlinks=True)
+    arrived = run_child("next_night", job)
+    say(f"  {arrived.rows:,} arrivals appended in {arrived.seconds:.0f} s (not measured)")
+    night = replace(job, day=(DAY + timedelta(days=1)).isoformat())
+    snapshots = []
+    for i in range(job.scale.repeat):
+        say(f"  round {i + 1}/{job.scale.repeat}: pipeline.run_all for {night.day}")
+        shutil.rmtree(stack.clickhouse_dir)
+        shutil.copytree(first_night, stack.clickhouse_dir, symlinks=True)
+        into.append(run_child("pipeline", night, f"{RUN_ID}_night_2_{i}"))
+        run_child("snapshot", night, f"next_night-{i}")
+        snapshots.append(f"next_night-{i}")
+    return arrived, snapshots
+
+
+def check_nights(
+    stack: Stack, snapshots: Sequence[str], events: dict[str, int], runs: Sequence[Measured]
+) -> list[str]:
+    """Every round of (n) rebuilt both days, built the same rows, and every event of each day,
+    the late ones included, is counted in the day's rows exactly once."""
+    reference, *others = snapshots
+    expected = _read(stack, reference)
+    problems = [
+        f"{label}: {p}" for label in others for p in differences(expected, _read(stack, label))
+    ]
+    problems += [
+        f"(n) rebuilt {m.meta.get('days')} day(s), not 2" for m in runs if m.meta.get("days") != 2
+    ]
+    actions = expected.groupby(expected["report_date"].astype(str))["total_actions"].sum()
+    problems += [
+        f"(n): {day} has {int(actions.get(day, 0)):,} actions in the mart, {n:,} events in PostgreSQL"
+        for day, n in events.items()
+        if actions.get(day, 0) != n
+    ]
+    return problems
+
+
+def _read(stack: Stack, label: str) -> pd.DataFrame:
+    return pq.read_table(_snapshot_path(stack, label)).to_pandas()
 
 
 def check(stack: Stack, snapshots: Sequence[str], aggregate_rows: set[int]) -> list[str]:
     """Every snapshot against the first, and the row count against (a)'s."""
     reference, *others = snapshots
-    expected = pq.read_table(_snapshot_path(stack, reference)).to_pandas()
+    expected = _read(stack, reference)
     problems = [
         f"{reference} has {len(expected):,} rows, (a) {rows:,}"
         for rows in aggregate_rows
         if rows != len(expected)
     ]
     for label in others:
-        actual = pq.read_table(_snapshot_path(stack, label)).to_pandas()
-        problems += [f"{label}: {p}" for p in differences(expected, actual)]
+        problems += [f"{label}: {p}" for p in differences(expected, _read(stack, label))]
     return problems
 
 
@@ -1105,7 +1248,8 @@ def main(argv: list[str] | None = None) -> None:
         print("MISMATCH: the runs do not build the same day:", *outcome, sep="\n  ")
         raise SystemExit(1)
 
-    print("", table(outcome), "", targets(outcome), "", stages(outcome), "", sep="\n")
+    parts = (table(outcome), targets(outcome), stages(outcome, "b"), stages(outcome, "n"))
+    print("", *(f"{part}\n" for part in parts), sep="\n")
     docs = Path("docs")
     docs.mkdir(exist_ok=True)
     out = docs / ("benchmarks-small.md" if small else "benchmarks.md")

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl.config import Settings
-from bionicpro_etl.queries import sql
+from bionicpro_etl.queries import sql, statements
 from bionicpro_etl.report_day import day_bounds
 
 
@@ -91,29 +92,78 @@ def plan_days(
     """The own day is rebuilt when it has never been published (or when forced); once it has,
     it changes only through arrivals, which the watermark finds. So a run with nothing new
     rebuilds nothing."""
-    lookback_start = own_day - timedelta(days=config.lookback_days)
     before = published_watermark(client)
-    with psycopg.connect(dsn) as conn:
-        (bound,) = conn.execute(
-            sql("arrival_bound"), {"lag": config.arrival_lag_seconds, "watermark": before}
-        ).fetchone()
-        after = bound or before
-        arrivals = conn.execute(
-            sql("arrivals"),
-            {
-                "tz": config.report_tz.key,
-                "until": after,
-                "watermark": before,
-                "lookback_start": day_bounds(lookback_start, config.report_tz)[0],
-            },
-        ).fetchall()
-    late_days = {day for day, _ in arrivals if day >= lookback_start}
-    beyond = sum(events for day, events in arrivals if day < lookback_start)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        found = arrivals(conn, before, own_day, config)
     own = {own_day} if force or not published(client, own_day) else set()
     return Plan(
-        days=tuple(sorted(late_days | own)),
-        lookback_start=lookback_start,
+        days=tuple(sorted(found.days | own)),
+        lookback_start=found.lookback_start,
         watermark_before=before,
-        watermark_after=after,
-        events_beyond_lookback=beyond,
+        watermark_after=found.until,
+        events_beyond_lookback=found.beyond,
     )
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """What arrived after a watermark: how far it was read, the look-back days (and any later
+    ones) that received events, and how many events were older than the look-back."""
+
+    lookback_start: date
+    until: datetime | None
+    days: frozenset[date]
+    beyond: int
+
+
+def arrivals(
+    conn: psycopg.Connection[Any], watermark: datetime | None, own_day: date, config: Settings
+) -> Arrivals:
+    """The arrivals in (watermark, bound], the bound being the latest received_at outside the
+    arrival lag. A first run (no watermark) takes every look-back day with events received by
+    the bound, and none older: it probes its look-back days, and groups only later ones."""
+    tz = config.report_tz
+    lookback_start = own_day - timedelta(days=config.lookback_days)
+    lag = config.arrival_lag_seconds
+    (floor,) = conn.execute(sql("arrival_floor"), {"lag": lag, "watermark": watermark}).fetchone()
+    (bound,) = conn.execute(
+        sql("arrival_bound"), {"lag": lag, "start": floor or watermark}
+    ).fetchone()
+    until = bound or floor or watermark
+    probed = (
+        _days_with_events(conn, lookback_start, own_day, tz, until=until)
+        if watermark is None and until is not None
+        else set()
+    )
+    counted = conn.execute(
+        sql("arrivals"),
+        {"tz": tz.key, "until": until, "watermark": watermark, "since": day_bounds(own_day, tz)[1]},
+    ).fetchall()
+    return Arrivals(
+        lookback_start=lookback_start,
+        until=until,
+        days=frozenset(probed | {day for day, _ in counted if day >= lookback_start}),
+        beyond=sum(events for day, events in counted if day < lookback_start),
+    )
+
+
+def _days_with_events(
+    conn: psycopg.Connection[Any], first: date, last: date, tz: ZoneInfo, *, until: datetime
+) -> set[date]:
+    """The report days first..last that hold events received by `until`: one cheap probe a day,
+    rather than reading them all."""
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    bounds = [day_bounds(day, tz) for day in days]
+    setting, probe = statements("arrival_days")
+    with conn.transaction():
+        conn.execute(setting)
+        rows = conn.execute(
+            probe,
+            {
+                "days": days,
+                "starts": [start for start, _ in bounds],
+                "ends": [end for _, end in bounds],
+                "until": until,
+            },
+        ).fetchall()
+    return {day for (day,) in rows}

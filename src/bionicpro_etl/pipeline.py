@@ -8,11 +8,12 @@ small metadata (the plan's days, counts, watermarks), as XCom would carry it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 import requests
 from clickhouse_connect.driver.client import Client
 
@@ -117,19 +118,25 @@ def extract_crm_data(
         "DELETE FROM bionicpro_reports.crm_rejects WHERE run_id = {run_id:String}",
         parameters={"run_id": run.run_id},
     )
-    items = rejected = 0
-    pages = extract.crm_pages(
-        session, base_url, page_size=config.crm_page_size, updated_since=since
-    )
-    for page in pages:
-        items += staging.append(client, stage.crm_items, [page.items])
-        if page.rejects:
-            client.insert(
-                "bionicpro_reports.crm_rejects",
-                [(run.run_id, reason, item) for reason, item in page.rejects],
-                column_names=["run_id", "reason", "item"],
-            )
-            rejected += len(page.rejects)
+    rejected = 0
+
+    def valid_items() -> Iterator[pa.RecordBatch]:
+        """Each page's valid items, its rejects stored on the way."""
+        nonlocal rejected
+        pages = extract.crm_pages(
+            session, base_url, page_size=config.crm_page_size, updated_since=since
+        )
+        for page in pages:
+            if page.rejects:
+                client.insert(
+                    "bionicpro_reports.crm_rejects",
+                    [(run.run_id, reason, item) for reason, item in page.rejects],
+                    column_names=["run_id", "reason", "item"],
+                )
+                rejected += len(page.rejects)
+            yield page.items
+
+    items = staging.append(client, stage.crm_items, valid_items())
     listed = items + rejected
     if listed == 0 and since is None:
         raise CrmError(f"CRM {base_url} listed no customers; refusing to report without them")

@@ -17,6 +17,9 @@ from clickhouse_connect.driver.client import Client
 from bionicpro_etl.queries import sql
 
 DATABASE = "bionicpro_staging"
+# How much `append` gathers before an insert: some 40 CRM pages of 1,000 items; a telemetry batch
+# (a day's aggregates, megabytes) goes in alone, as before.
+INSERT_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,25 @@ def drop(client: Client, table: str) -> None:
 
 
 def append(client: Client, table: str, batches: Iterable[pa.RecordBatch]) -> int:
-    """Insert Arrow batches as they come (memory stays one batch deep); returns the row count."""
-    rows = 0
+    """Insert Arrow batches as they come, small ones (CRM pages) put together up to
+    INSERT_BYTES first: every insert makes a part, with its files and a merge to come. Memory
+    stays that deep. Returns the row count."""
+    rows = size = 0
+    pending: list[pa.RecordBatch] = []
     for batch in batches:
         if batch.num_rows:
-            client.insert_arrow(f"{DATABASE}.{table}", pa.Table.from_batches([batch]))
-            rows += batch.num_rows
-    return rows
+            pending.append(batch)
+            size += batch.nbytes
+        if size >= INSERT_BYTES:
+            rows += _insert(client, table, pending)
+            pending, size = [], 0
+    return rows + _insert(client, table, pending)
+
+
+def _insert(client: Client, table: str, batches: list[pa.RecordBatch]) -> int:
+    if batches:
+        client.insert_arrow(f"{DATABASE}.{table}", pa.Table.from_batches(batches))
+    return sum(batch.num_rows for batch in batches)
 
 
 def count(client: Client, table: str) -> int:

