@@ -13,9 +13,9 @@ rounds interleaved) so that one noisy moment of a shared machine does not make t
 median is reported. The mart rows of (b), (c) and (d) of every round must agree with each other
 and with (a)'s row count, or the run exits non-zero: a fast wrong answer does not pass.
 
-The results go to docs/benchmarks.md (docs/benchmarks-small.md with SMALL=1), with EXPLAIN
-(ANALYZE, BUFFERS) of the day's query under a B-tree index on event_time and under a BRIN index,
-whichever of the two the project ships.
+The results go to docs/benchmarks.md (docs/benchmarks-small.md with SMALL=1; `--out` elsewhere),
+with EXPLAIN (ANALYZE, BUFFERS) of the day's query under a B-tree index on event_time and under a
+BRIN index, whichever of the two the project ships.
 
 The stack is its own (`.stack/bench`), so the benchmark never touches the demo's data.
 """
@@ -51,7 +51,7 @@ from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
 from bionicpro_etl.report_day import day_bounds
 from bionicpro_etl.stack import generate
-from bionicpro_etl.stack.services import CRM_USER, Stack
+from bionicpro_etl.stack.services import CRM_USER, EMBEDDED_ENGINE_ENV, Stack
 
 if TYPE_CHECKING:  # imported where used, so that the measured processes load only what they need
     import pandas as pd
@@ -619,15 +619,21 @@ def child(name: str, job: Job) -> None:
 
 
 def run_child(name: str, job: Job, arg: str = "", table: str = MART) -> Measured:
-    """`name` in a fresh interpreter; no chDB client is open here while it runs."""
+    """`name` in a fresh interpreter, in the environment the stack gives Airflow's workers;
+    no chDB client is open here while it runs."""
     result = Path(job.root) / "results" / f"{name}-{arg or 'run'}.json"
     result.unlink(missing_ok=True)
     job = replace(job, arg=arg, table=table, result=str(result))
     subprocess.run(
         [sys.executable, "-m", "bionicpro_etl.bench", "--child", name, "--job", _json(job)],
         check=True,
+        env={**os.environ, **EMBEDDED_ENGINE_ENV},
     )
     return Measured(**json.loads(result.read_text()))
+
+
+def _env() -> str:
+    return ", ".join(f"`{key}={value}`" for key, value in EMBEDDED_ENGINE_ENV.items())
 
 
 def _json(job: Job) -> str:
@@ -898,7 +904,8 @@ def markdown(r: Results, command: str) -> str:
   {r["a"].median.rows:,} mart rows.
 
 Every measurement is a fresh process, so its peak RSS is its own ((c): the largest process
-Airflow ran), on the same data with PostgreSQL's cache warm. There were {s.repeat} round(s), the
+Airflow ran), on the same data with PostgreSQL's cache warm, in the environment the stack gives
+Airflow's workers ({_env()}: chDB's allocator gives freed memory back at once). There were {s.repeat} round(s), the
 measurements interleaved; times are the median round (min to max in brackets), peak RSS the largest.
 (b) and (c) each start from an empty ClickHouse store, so both are a first run of the day: no
 watermark, the whole CRM listing. (b) {_did(r["b"].median)}; (b'), right after it with nothing changed,
@@ -1224,6 +1231,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=default.users)
     parser.add_argument("--crm-orders", type=int, default=default.crm_orders)
     parser.add_argument("--repeat", type=int, default=default.repeat, help="rounds to measure")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs") / ("benchmarks-small.md" if small else "benchmarks.md"),
+        help="where the results go",
+    )
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1238,7 +1251,7 @@ def main(argv: list[str] | None = None) -> None:
 
     flags = (
         f"--events {scale.events} --prostheses {scale.prostheses} --users {scale.users}"
-        f" --crm-orders {scale.crm_orders} --repeat {scale.repeat}"
+        f" --crm-orders {scale.crm_orders} --repeat {scale.repeat} --out {args.out}"
     )
     command = f"`python -m bionicpro_etl.bench {flags}`"
     if os.environ.get("MAKELEVEL"):
@@ -1250,11 +1263,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parts = (table(outcome), targets(outcome), stages(outcome, "b"), stages(outcome, "n"))
     print("", *(f"{part}\n" for part in parts), sep="\n")
-    docs = Path("docs")
-    docs.mkdir(exist_ok=True)
-    out = docs / ("benchmarks-small.md" if small else "benchmarks.md")
-    out.write_text(markdown(outcome, command))
-    say(f"written {out}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(markdown(outcome, command))
+    say(f"written {args.out}")
 
 
 if __name__ == "__main__":
