@@ -45,22 +45,22 @@ def assert_summary_matches_mart(ch, month: date) -> None:
     assert all(same(s, d) for s, d in zip(summary, direct, strict=True))
 
 
-def test_summary_equals_the_mart_and_follows_a_replaced_day(stack, ch, crm):
-    month = date(2024, 1, 1)
-    build_day(stack, ch, crm, LAST_DAY, "summary_a")
-    assert_summary_matches_mart(ch, month)
-    before = ch.query(
+def user_5_actions(ch, month: date) -> int:
+    return ch.query(
         "SELECT total_actions FROM bionicpro_reports.user_monthly_summary"
         " WHERE month = {month:Date} AND user_id = 5",
         parameters={"month": month},
     ).result_rows[0][0]
 
+
+def test_summary_equals_the_mart_and_follows_a_replaced_day(stack, ch, crm):
+    month = date(2024, 1, 1)
+    build_day(stack, ch, crm, LAST_DAY, "summary_a")
+    assert_summary_matches_mart(ch, month)
+    before = user_5_actions(ch, month)
+
     add_late_events(stack, FIRST_DAY, "PROT-SUMMARY", 6)
     build_day(stack, ch, crm, LAST_DAY, "summary_b")  # replaces FIRST_DAY in the mart
     assert_summary_matches_mart(ch, month)
-    after = ch.query(
-        "SELECT total_actions FROM bionicpro_reports.user_monthly_summary"
-        " WHERE month = {month:Date} AND user_id = 5",
-        parameters={"month": month},
-    ).result_rows[0][0]
+    after = user_5_actions(ch, month)
     assert after == before + 6
