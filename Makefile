@@ -16,7 +16,7 @@ RUN := $(UV) run --frozen --all-extras
 	@touch $@
 
 demo: .venv/.synced  ## the main job on the embedded stack
-	$(RUN) python -m bionicpro_etl.demo
+	$(RUN) python -m bionicpro_stack.demo
 
 test: .venv/.synced  ## the whole test suite
 	$(RUN) pytest $(PYTEST_ARGS)
@@ -30,26 +30,26 @@ format: .venv/.synced
 	$(RUN) ruff format .
 
 airflow: .venv/.synced  ## Airflow UI (airflow standalone) on the embedded stack
-	$(RUN) python -m bionicpro_etl.stack airflow standalone
+	$(RUN) python -m bionicpro_stack airflow standalone
 
 backfill: .venv/.synced  ## every report day FROM..TO through Airflow: make backfill FROM=2024-01-01 TO=2024-01-07
-	$(RUN) python -m bionicpro_etl.stack backfill $(FROM) $(TO)
+	$(RUN) python -m bionicpro_stack backfill $(FROM) $(TO)
 
 runs: .venv/.synced  ## the run log's latest runs
-	$(RUN) python -m bionicpro_etl.stack runs
+	$(RUN) python -m bionicpro_stack runs
 
 stack-up: .venv/.synced
-	$(RUN) python -m bionicpro_etl.stack up
+	$(RUN) python -m bionicpro_stack up
 
 stack-down: .venv/.synced
-	$(RUN) python -m bionicpro_etl.stack down
+	$(RUN) python -m bionicpro_stack down
 
 ddl: .venv/.synced  ## the mart's DDL for a ClickHouse cluster: make ddl CLUSTER=name
-	$(RUN) python -m bionicpro_etl.cluster $(CLUSTER)
+	$(RUN) python -m bionicpro_etl.schema $(CLUSTER)
 
 .PHONY: bench ddl
 bench: .venv/.synced  ## benchmark of one report day (SMALL=1: a one-minute size); never part of test
-	$(RUN) python -m bionicpro_etl.bench $(BENCH_ARGS)
+	$(RUN) python -m bionicpro_stack.bench $(BENCH_ARGS)
 
 requirements: .venv/.synced  ## requirements.txt from the lock file
 	$(UV) export --frozen --all-extras --no-dev --no-hashes -o requirements.txt

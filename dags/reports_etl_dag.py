@@ -17,7 +17,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from bionicpro_etl import notify, runlog
+from bionicpro_etl import callbacks, notify
 from bionicpro_etl.config import settings
 
 CONFIG = settings()
@@ -34,7 +34,7 @@ REPORT_TZ = pendulum.timezone(CONFIG.report_tz.key)
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
-        "on_failure_callback": [runlog.on_failure, notify.on_failure],
+        "on_failure_callback": [callbacks.log_failure, notify.on_failure],
     },
     params={
         "crm_full_refresh": Param(False, type="boolean", description="read the whole CRM"),
@@ -45,7 +45,8 @@ REPORT_TZ = pendulum.timezone(CONFIG.report_tz.key)
     tags=["bionicpro", "reports"],
 )
 def reports_etl_dag() -> None:
-    # Imports of the package stay inside the tasks: parsing this file must stay cheap.
+    # Imports of the package stay inside the tasks: parsing this file must stay cheap. Stage
+    # results travel as XCom in their JSON form (bionicpro_etl.run).
     @task
     def create_data_mart_table() -> None:
         from bionicpro_etl import clients, pipeline
@@ -56,51 +57,72 @@ def reports_etl_dag() -> None:
     @task
     def plan_report_days(**context) -> dict:
         from bionicpro_etl import clients, pipeline
+        from bionicpro_etl.run import Run
 
         with clients.clickhouse() as ch:
-            return pipeline.plan_report_days(clients.postgres_dsn(), ch, pipeline.Run.of(context))
+            run = Run.of(context)
+            return pipeline.plan_report_days(clients.postgres_dsn(), ch, run).to_xcom()
 
     @task
     def extract_telemetry(plan: dict, shard: int, **context) -> dict:
         from bionicpro_etl import clients, pipeline
+        from bionicpro_etl.run import Plan, Run
 
         with clients.clickhouse() as ch:
-            run = pipeline.Run.of(context)
             return pipeline.extract_telemetry(
-                clients.postgres_dsn(), ch, run, plan, shard=shard, shards=CONFIG.telemetry_shards
-            )
+                clients.postgres_dsn(),
+                ch,
+                Run.of(context),
+                Plan.from_xcom(plan),
+                shard=shard,
+                shards=CONFIG.telemetry_shards,
+            ).to_xcom()
 
     @task
     def extract_crm_data(**context) -> dict:
         from bionicpro_etl import clients, pipeline
+        from bionicpro_etl.run import Run
 
         with clients.crm_session() as (session, base_url), clients.clickhouse() as ch:
-            return pipeline.extract_crm_data(session, base_url, ch, pipeline.Run.of(context))
+            return pipeline.extract_crm_data(session, base_url, ch, Run.of(context)).to_xcom()
 
     @task
     def transform_data(plan: dict, crm: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
+        from bionicpro_etl.run import CrmExtract, Plan, Run
 
         with clients.clickhouse() as ch:
-            return pipeline.transform_data(ch, pipeline.Run.of(context), plan, crm)
+            return pipeline.transform_data(
+                ch, Run.of(context), Plan.from_xcom(plan), CrmExtract.from_xcom(crm)
+            ).to_xcom()
 
     @task
     def check_data_quality(plan: dict, crm: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
+        from bionicpro_etl.run import CrmExtract, Plan, Run
 
         with clients.clickhouse() as ch:
-            checks = pipeline.check_data_quality(ch, pipeline.Run.of(context), plan, crm)
-        notify.quality_warnings(context, checks["warnings"])
-        return checks
+            checks = pipeline.check_data_quality(
+                ch, Run.of(context), Plan.from_xcom(plan), CrmExtract.from_xcom(crm)
+            )
+        notify.quality_warnings(context, checks.warnings)
+        return checks.to_xcom()
 
     # A load rewrites whole months: one at a time across all runs, backfills included.
     @task(max_active_tis_per_dag=1)
     def load_to_clickhouse(plan: dict, extracted: list, crm: dict, rows: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
+        from bionicpro_etl.run import CrmExtract, Plan, Run, TelemetryExtract, Transformed
 
         with clients.clickhouse() as ch:
-            run = pipeline.Run.of(context)
-            return pipeline.load_to_clickhouse(ch, run, plan, list(extracted), crm, rows)
+            return pipeline.load_to_clickhouse(
+                ch,
+                Run.of(context),
+                Plan.from_xcom(plan),
+                [TelemetryExtract.from_xcom(e) for e in extracted],
+                CrmExtract.from_xcom(crm),
+                Transformed.from_xcom(rows),
+            ).to_xcom()
 
     plan, crm = plan_report_days(), extract_crm_data()
     create_data_mart_table() >> [plan, crm]

@@ -1,1 +1,1 @@
-../src/bionicpro_etl/sql/create_data_mart.sql
+../src/bionicpro_etl/sql/clickhouse/ddl/create_data_mart.sql

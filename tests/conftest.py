@@ -19,12 +19,12 @@ import clickhouse_connect
 import psycopg
 import pytest
 import requests
+from bionicpro_stack import generate
+from bionicpro_stack.services import CRM_USER, Stack
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import extract, pipeline
 from bionicpro_etl.report_day import day_bounds
-from bionicpro_etl.stack import generate
-from bionicpro_etl.stack.services import CRM_USER, Stack
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 FIRST_DAY = date(2024, 1, 1)

@@ -63,7 +63,7 @@ def test_backfill_builds_every_day_of_the_range(stack):
         "BIONICPRO_CRM_PORT": str(stack.crm_port),
         "BIONICPRO_DAGS_FOLDER": str(ROOT / "dags"),
     }
-    command = [sys.executable, "-m", "bionicpro_etl.stack", "backfill", "2024-01-03", "2024-01-04"]
+    command = [sys.executable, "-m", "bionicpro_stack", "backfill", "2024-01-03", "2024-01-04"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "[2/2] report day 2024-01-04 built" in done.stdout

@@ -19,7 +19,7 @@ import pytest
 import sqlparse
 from clickhouse_connect.driver.client import Client
 
-from bionicpro_etl import cluster, load
+from bionicpro_etl import schema
 
 CREATE = re.compile(r"^CREATE (?:DATABASE|TABLE) IF NOT EXISTS (\w+(?:\.\w+)?)", re.M)
 
@@ -29,7 +29,7 @@ def created(statements: list[str]) -> list[str]:
 
 
 def test_every_shared_table_is_created_replicated_on_every_node() -> None:
-    single, clustered = load.ddl(""), load.ddl("reports cluster")
+    single, clustered = schema.ddl(""), schema.ddl("reports cluster")
     shared = [s for s in clustered if "bionicpro_reports" in created([s])[0]]
 
     assert created(clustered) == [
@@ -48,16 +48,16 @@ def test_every_shared_table_is_created_replicated_on_every_node() -> None:
 
 
 def test_the_staging_database_stays_on_the_pipelines_node() -> None:
-    staging = [s for s in load.ddl("c") if "bionicpro_staging" in s]
+    staging = [s for s in schema.ddl("c") if "bionicpro_staging" in s]
     assert staging and all("ON CLUSTER" not in s for s in staging)
 
 
 def test_clickhouse_parses_every_statement_of_make_ddl(
     ch: Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cluster.main(["bionicpro"])
+    schema.main(["bionicpro"])
     printed = [s for s in sqlparse.split(capsys.readouterr().out) if s.strip()]
-    assert len(printed) == len(load.ddl("bionicpro")) == 10
+    assert len(printed) == len(schema.ddl("bionicpro")) == 10
     for statement in printed:
         formatted = ch.query(
             "SELECT formatQuery({q:String})", parameters={"q": statement.rstrip().rstrip(";")}
@@ -68,19 +68,19 @@ def test_clickhouse_parses_every_statement_of_make_ddl(
 READS_THROUGH_THE_CLUSTER = """
 import sys
 import clickhouse_connect
-from bionicpro_etl import cluster, load
+from bionicpro_etl import schema
 
 path, config = sys.argv[1:]
 ch = clickhouse_connect.get_client(interface="chdb", path=path, chdb_options={"config-file": config})
-load.create_mart(ch, cluster_name="")
+schema.create(ch, cluster_name="")
 ch.command(
     "INSERT INTO bionicpro_reports.reports_data_mart"
     " (user_id, prosthesis_id, report_date, total_actions, status)"
     " VALUES (1, 'PROT-000001', '2024-01-31', 5, 'active'), (2, 'PROT-000002', '2024-02-01', 7, 'unknown')"
 )
-for table in cluster.READ_TABLES:
+for table in schema.READ_TABLES:
     # chDB refuses ON CLUSTER (it has no distributed DDL queue): the rest of the statement runs.
-    ch.command(cluster.read_table(table, "bionicpro").replace(" ON CLUSTER `bionicpro`", ""))
+    ch.command(schema.read_table(table, "bionicpro").replace(" ON CLUSTER `bionicpro`", ""))
 query = "SELECT user_id, report_date, total_actions FROM bionicpro_reports.{} ORDER BY user_id"
 direct = ch.query(query.format("reports_data_mart")).result_rows
 through = ch.query(query.format("reports_data_mart_all")).result_rows
@@ -118,6 +118,6 @@ def test_the_distributed_table_reads_the_mart_through_the_cluster(tmp_path: Path
 
 
 def test_read_table_names_the_cluster_quoted() -> None:
-    statement = cluster.read_table("reports_data_mart", "a`b")
+    statement = schema.read_table("reports_data_mart", "a`b")
     assert "ON CLUSTER `a\\`b`" in statement
     assert "Distributed(`a\\`b`, bionicpro_reports, reports_data_mart)" in statement

@@ -20,11 +20,17 @@ import psycopg
 import pytest
 import requests
 import uvicorn
+from bionicpro_stack.crm_service import app_from_env, create_app, encode_cursor
 from fastapi import FastAPI
 
-from bionicpro_etl.stack.crm_service import app_from_env, create_app, encode_cursor
-
-DDL = Path(__file__).resolve().parents[1] / "src" / "bionicpro_etl" / "sql" / "crm_orders.sql"
+DDL = (
+    Path(__file__).resolve().parents[1]
+    / "stack"
+    / "src"
+    / "bionicpro_stack"
+    / "sql"
+    / "crm_orders.sql"
+)
 USER, PASSWORD = "etl", "s3cret:with colon"
 AUTH = (USER, PASSWORD)
 BASE_TIME = datetime(2024, 1, 20, 10, 0, tzinfo=UTC)

@@ -101,7 +101,7 @@ def test_an_empty_full_listing_fails_but_an_empty_increment_is_fine(stack, ch, c
         result = pipeline.run_all(
             stack.dsn("bionicpro"), crm, stack.crm_url, ch, pipeline.Run("quiet_crm", LAST_DAY)
         )
-        assert result["crm_items"] == 0 and result["crm_full_refresh"] is False
+        assert result.crm.crm_items == 0 and result.crm.crm_full_refresh is False
         assert mart_rows(ch, LAST_DAY) == before
     finally:
         with psycopg.connect(stack.dsn("crm")) as conn:
@@ -196,7 +196,7 @@ def latest_watermark(ch):
 KILLABLE_RUN = """
 import sys, requests, clickhouse_connect
 from bionicpro_etl import extract, pipeline
-from bionicpro_etl.stack.services import CRM_USER, Stack
+from bionicpro_stack.services import CRM_USER, Stack
 stack = Stack(__import__("pathlib").Path(sys.argv[1]), int(sys.argv[2]))
 client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
 session = extract.with_retries(requests.Session()); session.auth = (CRM_USER, stack.crm_password())

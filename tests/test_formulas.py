@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from bionicpro_etl import load, transform
-from bionicpro_etl.incremental import Plan
+from bionicpro_etl import schema, transform
+from bionicpro_etl.run import Plan
 from bionicpro_etl.staging import Staging
 
 # Far from the generated data's days, so that no mart row of another test is in its look-back.
@@ -44,7 +44,7 @@ def transform_rows(ch, telemetry: list[dict], crm: list[dict]) -> dict[tuple, di
     from bionicpro_etl.extract import CRM_ITEMS_SCHEMA
 
     stage = Staging("formulas")
-    load.create_mart(ch)
+    schema.create(ch)
     stage.recreate(ch, stage.telemetry, "staging_telemetry")
     stage.recreate(ch, stage.crm_items, "staging_crm_items")
     ch.insert_arrow(f"bionicpro_staging.{stage.telemetry}", pa.Table.from_pylist(telemetry))

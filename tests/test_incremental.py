@@ -15,7 +15,7 @@ from test_pipeline import assert_same, mart_rows
 
 from bionicpro_etl import pipeline
 from bionicpro_etl.config import settings
-from bionicpro_etl.incremental import Arrivals, arrivals
+from bionicpro_etl.plan import Arrivals, arrivals
 from bionicpro_etl.report_day import day_bounds
 
 
@@ -57,7 +57,7 @@ def test_a_run_that_fails_after_extracting_loses_nothing(stack, ch, crm):
     pipeline.extract_telemetry(stack.dsn("bionicpro"), ch, run, plan)
     crm_meta = pipeline.extract_crm_data(crm, stack.crm_url, ch, run)
     pipeline.transform_data(ch, run, plan, crm_meta)
-    assert FIRST_DAY.isoformat() in plan["days"]
+    assert FIRST_DAY in plan.days
     # ... and the worker dies here: no load.
     assert last_run(ch)["watermark_after"] == before
     assert (5, "PROT-LATE-2", FIRST_DAY) not in mart_rows(ch, FIRST_DAY)
@@ -209,12 +209,12 @@ def test_a_task_that_fails_for_good_is_logged_and_moves_nothing(stack, ch, monke
     """The DAG's failure callback, through the real ClickHouse connection."""
     from types import SimpleNamespace
 
-    from bionicpro_etl import load, runlog
-    from bionicpro_etl.incremental import published_watermark
+    from bionicpro_etl import callbacks, schema
+    from bionicpro_etl.plan import published_watermark
 
     conn = stack.connections()["AIRFLOW_CONN_CLICKHOUSE_DEFAULT"]
     monkeypatch.setenv("AIRFLOW_CONN_CLICKHOUSE_DEFAULT", conn)
-    load.create_mart(ch)
+    schema.create(ch)
     watermark = published_watermark(ch)
     context = {
         "run_id": "failed_for_good",
@@ -222,7 +222,7 @@ def test_a_task_that_fails_for_good_is_logged_and_moves_nothing(stack, ch, monke
         "ti": SimpleNamespace(task_id="extract_crm_data"),
         "exception": RuntimeError("CRM http://crm/api/v1/customers failed (HTTP 503)"),
     }
-    runlog.on_failure(context)
+    callbacks.log_failure(context)
     rows = ch.query(
         "SELECT status, report_day, error, watermark_after FROM bionicpro_reports.etl_runs"
         " WHERE run_id = 'failed_for_good'"

@@ -51,9 +51,9 @@ def built(stack):
     """Days 1..3 built once, in a shuffled order, for the checks that only read."""
     import clickhouse_connect
     import requests
+    from bionicpro_stack.services import CRM_USER
 
     from bionicpro_etl.extract import with_retries
-    from bionicpro_etl.stack.services import CRM_USER
 
     client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
     with with_retries(requests.Session()) as session:
@@ -111,7 +111,7 @@ def test_rebuilding_a_day_leaves_other_days_alone(built, stack, ch, crm):
 def test_crm_rejects_are_kept_with_their_reason(stack, ch, crm):
     run = pipeline.Run("full_listing", FIRST_DAY, crm_full_refresh=True)
     result = pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
-    assert result["crm_full_refresh"] and result["crm_rejects"] == 3
+    assert result.crm.crm_full_refresh and result.crm.crm_rejects == 3
     reasons = [r for (r,) in ch.query(
         "SELECT reason FROM bionicpro_reports.crm_rejects WHERE run_id = 'full_listing'"
     ).result_rows]  # fmt: skip
@@ -142,7 +142,7 @@ def test_crm_pages_are_staged_together_and_every_item_once(stack, ch, crm, monke
     ).result_rows[0]
     run.stage.drop_all(ch)
     assert listed > 10 * 37
-    assert meta["crm_items"] == listed == staged[0] == staged[1]
+    assert meta.crm_items == listed == staged[0] == staged[1]
     assert inserted == [listed]
 
 
@@ -214,4 +214,4 @@ def test_sharded_extraction_equals_a_single_shard(built, stack, ch, crm, monkeyp
     monkeypatch.setenv("BIONICPRO_TELEMETRY_SHARDS", "3")
     sharded = build_day(stack, ch, crm, LAST_DAY, "three_shards", force=True)
     assert mart_rows(ch, LAST_DAY) == one
-    assert sharded["telemetry_rows"] == single["telemetry_rows"] > 0
+    assert sharded.telemetry_rows == single.telemetry_rows > 0

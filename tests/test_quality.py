@@ -40,7 +40,7 @@ def test_every_check_of_every_run_is_stored(stack, ch, crm):
     stored = ch.query(
         "SELECT check, level FROM bionicpro_reports.quality_checks WHERE run_id = 'stored_checks'"
     ).result_rows
-    assert len(stored) == result["checks"] >= 8
+    assert len(stored) == result.checks.checks >= 8
     assert {"duplicate_keys", "no_order_share", "day_volume_drop"} <= {c for c, _ in stored}
 
 
@@ -78,5 +78,5 @@ def test_warnings_publish_and_are_returned_for_the_notifiers(stack, ch, crm, mon
     monkeypatch.setenv("BIONICPRO_QUALITY_LEVELS", '{"no_order_share": {"warn": 0.01}}')
     run = pipeline.Run("warned", LAST_DAY, force_rebuild=True)
     result = pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
-    assert any(w.startswith("no_order_share") for w in result["warnings"])
-    assert result["published_rows"] > 0
+    assert any(w.startswith("no_order_share") for w in result.checks.warnings)
+    assert result.loaded.published_rows > 0

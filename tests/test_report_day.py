@@ -12,8 +12,8 @@ from airflow.timetables.base import TimeRestriction
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from bionicpro_etl.config import settings
-from bionicpro_etl.pipeline import Run
 from bionicpro_etl.report_day import day_bounds, report_day_of
+from bionicpro_etl.run import Run
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 

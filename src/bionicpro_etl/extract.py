@@ -37,7 +37,9 @@ def telemetry_batches(
     with adbc_pg.connect(dsn) as conn, conn.cursor() as cur:
         for day in sorted(set(days)):
             start, end = day_bounds(day, tz)
-            cur.execute(sql("telemetry_daily"), parameters=(start, end, tz.key, shards, shard))
+            cur.execute(
+                sql("postgres/telemetry_daily"), parameters=(start, end, tz.key, shards, shard)
+            )
             yield from cur.fetch_record_batch()
 
 

@@ -1,4 +1,4 @@
-"""Load: create the mart, and publish a run into it atomically.
+"""Load: publish a run into the mart atomically.
 
 The mart is partitioned by month. To publish, the next version of each affected month is built
 beside it (the rows the run does not replace, unchanged; the run's rows, new) and swapped in with
@@ -6,7 +6,7 @@ one `REPLACE PARTITION`, which ClickHouse applies atomically: a plain SELECT see
 the new one, never a mix, and a failure before the swap leaves the month as it was. The CRM
 dimension (one partition) is swapped the same way after the mart, so a run that fails in between
 re-applies its CRM changes. `REPLACE PARTITION` is also what a replicated table applies on every
-replica, so the publish is the same on a cluster (see `cluster`).
+replica, so the publish is the same on a cluster (see `schema`).
 """
 
 from __future__ import annotations
@@ -16,37 +16,13 @@ from typing import Any
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
-from bionicpro_etl import cluster, staging
-from bionicpro_etl.config import settings
-from bionicpro_etl.incremental import Plan
-from bionicpro_etl.queries import sql, statements
+from bionicpro_etl import staging
+from bionicpro_etl.queries import sql
+from bionicpro_etl.run import Plan
 from bionicpro_etl.staging import Staging
-
-DDL = (
-    "create_data_mart",
-    "create_crm_rejects",
-    "create_crm_orders",
-    "create_etl_runs",
-    "create_quality_checks",
-    "create_user_monthly_summary",
-    "create_staging_database",
-)
-
 
 # An unpartitioned table's one partition, as `REPLACE PARTITION` names it.
 WHOLE_TABLE = "ID 'all'"
-
-
-def create_mart(client: Client, cluster_name: str | None = None) -> None:
-    """The same DDL as scripts/create_data_mart.sql, plus the pipeline's own tables; on every node
-    of `cluster_name` (default: `BIONICPRO_CLICKHOUSE_CLUSTER`) when there is one."""
-    for statement in ddl(settings().clickhouse_cluster if cluster_name is None else cluster_name):
-        client.command(statement)
-
-
-def ddl(cluster_name: str) -> list[str]:
-    single_node = [statement for name in DDL for statement in statements(name)]
-    return cluster.on_cluster(single_node, cluster_name) if cluster_name else single_node
 
 
 def publish(client: Client, stage: Staging, plan: Plan) -> int:
@@ -91,10 +67,12 @@ def _swap_month(
     month: int,
     params: dict[str, Any],
 ) -> None:
-    """Build the next version of `table`'s month with `sql/<query>.sql` beside it, and swap it in."""
+    """Build the next version of `table`'s month with `sql/clickhouse/build/<query>.sql` beside it, and swap it in."""
     next_version = stage.next_month(table, month)
     stage.recreate_like(client, next_version, f"bionicpro_reports.{table}")
-    client.command(sql(query), parameters={**params, table_param: next_version})
+    client.command(
+        sql(f"clickhouse/build/{query}"), parameters={**params, table_param: next_version}
+    )
     _replace(client, table, "{month:UInt32}", {"month": month}, next_version)
     staging.drop(client, next_version)
 

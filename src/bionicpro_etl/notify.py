@@ -111,7 +111,7 @@ def quality_warnings(context: Mapping[str, Any], warnings: list[str]) -> None:
 
 def _facts(context: Mapping[str, Any]) -> tuple[str, str]:
     """The report day (as the run computes it) and the lines that place a message."""
-    from bionicpro_etl.pipeline import Run
+    from bionicpro_etl.run import Run
 
     day = Run.of(context).day.isoformat()
     ti = context["ti"]

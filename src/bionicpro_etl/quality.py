@@ -17,8 +17,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from bionicpro_etl.incremental import Plan
 from bionicpro_etl.queries import sql
+from bionicpro_etl.run import Plan
 from bionicpro_etl.staging import Staging
 
 # check: (warn above, error above); a figure above `error` stops the publish.
@@ -77,7 +77,8 @@ def judge(check: str, figure: float, detail: str = "") -> Result:
 
 def run_checks(client: Client, stage: Staging, plan: Plan, crm_reject_share: float) -> list[Result]:
     result = client.query(
-        sql("quality_figures"), parameters={**stage.tables(), "days": list(plan.days)}
+        sql("clickhouse/build/quality_figures"),
+        parameters={**stage.tables(), "days": list(plan.days)},
     )
     figures: dict[str, Any] = dict(zip(result.column_names, result.result_rows[0], strict=True))
     results = [judge(check, float(figure)) for check, figure in figures.items()]
@@ -88,7 +89,8 @@ def run_checks(client: Client, stage: Staging, plan: Plan, crm_reject_share: flo
 
 def _day_volumes(client: Client, stage: Staging, plan: Plan) -> list[Result]:
     rows = client.query(
-        sql("quality_day_volumes"), parameters={**stage.tables(), "days": list(plan.days)}
+        sql("clickhouse/build/quality_day_volumes"),
+        parameters={**stage.tables(), "days": list(plan.days)},
     ).result_rows
     results = []
     for day, day_rows, trailing_avg, trailing_days in rows:

@@ -1,4 +1,7 @@
-"""The project's SQL, kept in `.sql` files beside this module and read from the package."""
+"""The project's SQL, kept in `.sql` files and read from the package that ships them.
+
+The product's are under `sql/`: `postgres/` (source queries), `clickhouse/ddl/` (tables),
+`clickhouse/build/` (the INSERT ... SELECT steps of a run)."""
 
 from __future__ import annotations
 
@@ -9,11 +12,11 @@ import sqlparse
 
 
 @cache
-def sql(name: str) -> str:
-    """The text of `sql/<name>.sql`."""
-    return files(__package__).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
+def sql(name: str, package: str = __package__) -> str:
+    """The text of `sql/<name>.sql` in `package` (a path like `postgres/telemetry_daily`)."""
+    return files(package).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
-def statements(name: str) -> list[str]:
+def statements(name: str, package: str = __package__) -> list[str]:
     """The statements of a multi-statement file, for clients that take one at a time."""
-    return [s.strip().rstrip(";") for s in sqlparse.split(sql(name)) if s.strip()]
+    return [s.strip().rstrip(";") for s in sqlparse.split(sql(name, package)) if s.strip()]

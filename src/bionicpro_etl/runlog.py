@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the DAG file imports this module: keep it light
+if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+
+    from bionicpro_etl.run import Run
 
 TABLE = "bionicpro_reports.etl_runs"
 
@@ -27,7 +29,7 @@ def last_full_crm_refresh(client: Client) -> date | None:
 
 
 def last_runs(client: Client, limit: int = 10) -> tuple[list[str], list[tuple]]:
-    """The latest runs, for people: the demo and `python -m bionicpro_etl.stack runs` print them."""
+    """The latest runs, for people: the demo and `python -m bionicpro_stack runs` print them."""
     result = client.query(
         "SELECT report_day, status, arrayStringConcat(arrayMap(d -> toString(d), days_rebuilt), ' ')"
         " AS days_rebuilt, telemetry_rows AS aggregates, crm_items, crm_rejects,"
@@ -39,12 +41,17 @@ def last_runs(client: Client, limit: int = 10) -> tuple[list[str], list[tuple]]:
     return list(result.column_names), list(result.result_rows)
 
 
-def on_failure(context: Mapping[str, Any]) -> None:
-    """Airflow's failure callback: a task failed for good, so the run log says so (the row
-    carries no watermark, so nothing advances)."""
-    from bionicpro_etl import clients, pipeline
-
-    with clients.clickhouse() as client:
-        pipeline.record_failure(
-            client, pipeline.Run.of(context), context["ti"].task_id, context.get("exception")
-        )
+def record_failure(
+    client: Client, run: Run, task_id: str, error: BaseException | str | None
+) -> None:
+    """A failed run in the run log, for people; it carries no watermark, so nothing advances."""
+    record(
+        client,
+        {
+            "run_id": run.run_id,
+            "logical_date": run.logical_date,
+            "report_day": run.day,
+            "status": "failed",
+            "error": f"{task_id}: {error}"[:2000],
+        },
+    )

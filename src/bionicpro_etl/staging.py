@@ -98,9 +98,9 @@ class Staging:
         return self._name(f"{table}_{month}")
 
     def recreate(self, client: Client, table: str, ddl: str) -> None:
-        """Drop and create one of the run's tables from `sql/<ddl>.sql`."""
+        """Drop and create one of the run's tables from `sql/clickhouse/ddl/<ddl>.sql`."""
         drop(client, table)
-        client.command(sql(ddl), parameters={"table": table})
+        client.command(sql(f"clickhouse/ddl/{ddl}"), parameters={"table": table})
 
     def recreate_like(self, client: Client, table: str, model: str) -> None:
         """Drop and create one of the run's tables with the columns and keys of `model`

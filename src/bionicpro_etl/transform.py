@@ -1,7 +1,7 @@
 """Transform: the run's report rows, built inside ClickHouse over its staging tables.
 
 The join and the arithmetic are set operations the engine does in one pass; no data leaves the
-store. Steps, each one `.sql` file: the CRM dimension's next version, the users whose CRM data
+store. Steps, each one file in sql/clickhouse/build/: the CRM dimension's next version, the users whose CRM data
 changed, the CRM fields of every row the run writes, then the rows: fresh ones for the rebuilt
 days, and the look-back's rows of changed users with their new CRM fields.
 """
@@ -13,8 +13,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import staging
-from bionicpro_etl.incremental import Plan
 from bionicpro_etl.queries import sql
+from bionicpro_etl.run import Plan
 from bionicpro_etl.staging import Staging
 
 MART = "bionicpro_reports.reports_data_mart"
@@ -36,9 +36,9 @@ def build_report_rows(
     stage.recreate(client, stage.crm_fields, "staging_crm_fields")
     stage.recreate_like(client, stage.report_rows, MART)
     for step in ("crm_orders_next", "crm_changed_users", "crm_fields", "report_rows"):
-        client.command(sql(step), parameters=params)
+        client.command(sql(f"clickhouse/build/{step}"), parameters=params)
     fresh = staging.count(client, stage.report_rows)
-    client.command(sql("report_rows_crm_refresh"), parameters=params)
+    client.command(sql("clickhouse/build/report_rows_crm_refresh"), parameters=params)
     return {
         "report_rows": fresh,
         "refreshed_rows": staging.count(client, stage.report_rows) - fresh,

@@ -9,7 +9,7 @@ half-done run loses nothing: the next one reads the same arrivals again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,43 +19,7 @@ from clickhouse_connect.driver.client import Client
 from bionicpro_etl.config import Settings
 from bionicpro_etl.queries import sql, statements
 from bionicpro_etl.report_day import day_bounds
-
-
-@dataclass(frozen=True)
-class Plan:
-    days: tuple[date, ...]
-    lookback_start: date
-    watermark_before: datetime | None
-    watermark_after: datetime | None
-    events_beyond_lookback: int
-
-    def to_xcom(self) -> dict[str, Any]:
-        """Small metadata for the downstream tasks (the days, never the data)."""
-        return {
-            "days": [d.isoformat() for d in self.days],
-            "lookback_start": self.lookback_start.isoformat(),
-            "watermark_before": iso(self.watermark_before),
-            "watermark_after": iso(self.watermark_after),
-            "events_beyond_lookback": self.events_beyond_lookback,
-        }
-
-    @classmethod
-    def from_xcom(cls, meta: dict[str, Any]) -> Plan:
-        return cls(
-            days=tuple(date.fromisoformat(d) for d in meta["days"]),
-            lookback_start=date.fromisoformat(meta["lookback_start"]),
-            watermark_before=from_iso(meta["watermark_before"]),
-            watermark_after=from_iso(meta["watermark_after"]),
-            events_beyond_lookback=meta["events_beyond_lookback"],
-        )
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def from_iso(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+from bionicpro_etl.run import Plan, as_utc
 
 
 def published_watermark(client: Client) -> datetime | None:
@@ -66,13 +30,6 @@ def published_watermark(client: Client) -> datetime | None:
         " ORDER BY watermark_after DESC LIMIT 1"
     ).result_rows
     return as_utc(rows[0][0]) if rows else None
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """A DateTime64(..., 'UTC') value as an aware datetime (chDB returns it without its zone)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def published(client: Client, day: date) -> bool:
@@ -125,9 +82,11 @@ def arrivals(
     tz = config.report_tz
     lookback_start = own_day - timedelta(days=config.lookback_days)
     lag = config.arrival_lag_seconds
-    (floor,) = conn.execute(sql("arrival_floor"), {"lag": lag, "watermark": watermark}).fetchone()
+    (floor,) = conn.execute(
+        sql("postgres/arrival_floor"), {"lag": lag, "watermark": watermark}
+    ).fetchone()
     (bound,) = conn.execute(
-        sql("arrival_bound"), {"lag": lag, "start": floor or watermark}
+        sql("postgres/arrival_bound"), {"lag": lag, "start": floor or watermark}
     ).fetchone()
     until = bound or floor or watermark
     probed = (
@@ -136,7 +95,7 @@ def arrivals(
         else set()
     )
     counted = conn.execute(
-        sql("arrivals"),
+        sql("postgres/arrivals"),
         {"tz": tz.key, "until": until, "watermark": watermark, "since": day_bounds(own_day, tz)[1]},
     ).fetchall()
     return Arrivals(
@@ -154,7 +113,7 @@ def _days_with_events(
     rather than reading them all."""
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     bounds = [day_bounds(day, tz) for day in days]
-    setting, probe = statements("arrival_days")
+    setting, probe = statements("postgres/arrival_days")
     with conn.transaction():
         conn.execute(setting)
         rows = conn.execute(

@@ -28,7 +28,12 @@ import pandas as pd
 import requests
 import sqlalchemy
 
-from bionicpro_etl.bench import CONTRACT_COLUMNS, NAIVE_TABLE, aggregate_params, named_aggregate_sql
+from bionicpro_stack.bench import (
+    CONTRACT_COLUMNS,
+    NAIVE_TABLE,
+    aggregate_params,
+    named_aggregate_sql,
+)
 
 COLUMNS = (*CONTRACT_COLUMNS, "run_id")
 

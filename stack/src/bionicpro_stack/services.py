@@ -84,7 +84,7 @@ class Stack:
             if "(1 row)" not in exists:
                 server.psql(f"CREATE DATABASE {database};")
             with psycopg.connect(self.dsn(database), autocommit=True) as conn:
-                conn.execute(sql(ddl))
+                conn.execute(sql(ddl, "bionicpro_stack"))
 
     def stop_postgres(self) -> None:
         if (self.pg_dir / "postmaster.pid").exists():
@@ -117,7 +117,7 @@ class Stack:
         process = subprocess.Popen(
             [
                 sys.executable, "-m", "uvicorn", "--factory",
-                "bionicpro_etl.stack.crm_service:app_from_env",
+                "bionicpro_stack.crm_service:app_from_env",
                 "--host", "127.0.0.1", "--port", str(self.crm_port), "--log-level", "warning",
             ],
             env=env, stdout=log, stderr=log, start_new_session=True,

@@ -50,8 +50,8 @@ import pyarrow.parquet as pq
 from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
 from bionicpro_etl.report_day import day_bounds
-from bionicpro_etl.stack import generate
-from bionicpro_etl.stack.services import CRM_USER, EMBEDDED_ENGINE_ENV, Stack
+from bionicpro_stack import generate
+from bionicpro_stack.services import CRM_USER, EMBEDDED_ENGINE_ENV, Stack
 
 if TYPE_CHECKING:  # imported where used, so that the measured processes load only what they need
     import pandas as pd
@@ -190,7 +190,7 @@ def telemetry_day(devices: pa.Table, day: date, tz: ZoneInfo, events: int) -> pa
     """Exactly `events` events of one report day, the way `generate.telemetry_day` makes them
     (daily rhythm, every action kind, missing and invalid measurements, late uploads), but with
     the total fixed and spread over the fleet by a per-device rate."""
-    from bionicpro_etl.stack.generate import ACTION_WEIGHTS, ACTIONS, HOUR_WEIGHTS, _spoil
+    from bionicpro_stack.generate import ACTION_WEIGHTS, ACTIONS, HOUR_WEIGHTS, _spoil
 
     rng = np.random.default_rng([SEED, 1, day.toordinal()])
     rate = np.random.default_rng([SEED, 2]).lognormal(0.0, 0.45, devices.num_rows)
@@ -263,7 +263,7 @@ def crm_items(devices: pa.Table, scale: Scale, day: date) -> pa.Table:
     """Exactly `crm_orders` CRM items as a real CRM holds them: orders for most prostheses (a few
     naming another prosthesis), customers without telemetry, older versions of 5 % of the
     orders, and three items that do not validate."""
-    from bionicpro_etl.stack.generate import FIRST_NAMES, LAST_NAMES, STATUSES
+    from bionicpro_stack.generate import FIRST_NAMES, LAST_NAMES, STATUSES
 
     rng = np.random.default_rng([SEED, 3])
     strangers = max(1, scale.crm_orders // 50)
@@ -334,7 +334,7 @@ def crm_items(devices: pa.Table, scale: Scale, day: date) -> pa.Table:
 
 def named_aggregate_sql() -> str:
     """The day's aggregate query with named placeholders (`%(p1)s`) for psycopg and pandas."""
-    return re.sub(r"\$(\d+)", r"%(p\1)s", sql("telemetry_daily").replace("%", "%%"))
+    return re.sub(r"\$(\d+)", r"%(p\1)s", sql("postgres/telemetry_daily").replace("%", "%%"))
 
 
 def aggregate_params(day: date, tz: ZoneInfo) -> dict[str, Any]:
@@ -385,7 +385,7 @@ def generate_sources(job: Job) -> Measured:
                 cur.adbc_ingest(table, data, mode="append")
             conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql("telemetry_events"))
+        conn.execute(sql("telemetry_events", "bionicpro_stack"))
         conn.execute("VACUUM ANALYZE public.telemetry_events")
         conn.execute("CHECKPOINT")
         conn.execute(named_aggregate_sql(), aggregate_params(DAY, tz)).fetchall()
@@ -434,7 +434,7 @@ def measure_aggregate(job: Job) -> Measured:
     started = perf_counter()
     rows = 0
     with adbc_pg.connect(job.stack.dsn("bionicpro")) as conn, conn.cursor() as cur:
-        cur.execute(sql("telemetry_daily"), parameters=params)
+        cur.execute(sql("postgres/telemetry_daily"), parameters=params)
         for batch in cur.fetch_record_batch():
             rows += batch.num_rows
     return Measured(seconds=perf_counter() - started, rows=rows)
@@ -478,9 +478,13 @@ def measure_pipeline(job: Job) -> Measured:
         client.close()
     return Measured(
         seconds=perf_counter() - started,
-        rows=counts["published_rows"],
+        rows=counts.loaded.published_rows,
         stages=stages,
-        meta=json.loads(json.dumps(counts, default=str)),
+        meta={
+            **counts.crm.to_xcom(),
+            **counts.loaded.to_xcom(),
+            "telemetry_rows": counts.telemetry_rows,
+        },
     )
 
 
@@ -554,7 +558,7 @@ def measure_idle(job: Job) -> Measured:
 
 def measure_naive(job: Job) -> Measured:
     """(d) The anti-pattern reference of `bench_naive`, into `bench_naive.mart`."""
-    from bionicpro_etl import bench_naive
+    from bionicpro_stack import bench_naive
 
     stack = job.stack
     started = perf_counter()
@@ -625,7 +629,7 @@ def run_child(name: str, job: Job, arg: str = "", table: str = MART) -> Measured
     result.unlink(missing_ok=True)
     job = replace(job, arg=arg, table=table, result=str(result))
     subprocess.run(
-        [sys.executable, "-m", "bionicpro_etl.bench", "--child", name, "--job", _json(job)],
+        [sys.executable, "-m", "bionicpro_stack.bench", "--child", name, "--job", _json(job)],
         check=True,
         env={**os.environ, **EMBEDDED_ENGINE_ENV},
     )
@@ -679,7 +683,7 @@ def source_side(stack: Stack) -> tuple[Plan, Plan]:
         finally:
             for method in ("btree", "brin"):
                 conn.execute(f"DROP INDEX IF EXISTS public.bench_event_time_{method}")
-            conn.execute(sql("telemetry_events"))
+            conn.execute(sql("telemetry_events", "bionicpro_stack"))
             conn.execute("ANALYZE public.telemetry_events")
     return btree, brin
 
@@ -1225,7 +1229,7 @@ def say(message: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     small = os.environ.get("SMALL", "") not in ("", "0")
     default = SMALL if small else FULL
-    parser = argparse.ArgumentParser(prog="python -m bionicpro_etl.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bionicpro_stack.bench", description=__doc__)
     parser.add_argument("--events", type=int, default=default.events)
     parser.add_argument("--prostheses", type=int, default=default.prostheses)
     parser.add_argument("--users", type=int, default=default.users)
@@ -1253,7 +1257,7 @@ def main(argv: list[str] | None = None) -> None:
         f"--events {scale.events} --prostheses {scale.prostheses} --users {scale.users}"
         f" --crm-orders {scale.crm_orders} --repeat {scale.repeat} --out {args.out}"
     )
-    command = f"`python -m bionicpro_etl.bench {flags}`"
+    command = f"`python -m bionicpro_stack.bench {flags}`"
     if os.environ.get("MAKELEVEL"):
         command = f"`{'SMALL=1 ' if small else ''}make bench`, that is {command}"
     outcome = bench(scale, small)

@@ -5,7 +5,7 @@ database, serving whatever the database holds (bad items included, since the ETL
 With fault injection on, tests can make it fail the ways a real CRM fails (error statuses, slow
 answers, dropped connections, garbage bodies, a looping cursor), driven over HTTP.
 
-Run it with `uvicorn --factory bionicpro_etl.stack.crm_service:app_from_env`.
+Run it with `uvicorn --factory bionicpro_stack.crm_service:app_from_env`.
 """
 
 from __future__ import annotations

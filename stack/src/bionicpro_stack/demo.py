@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bionicpro_etl.queries import sql
-from bionicpro_etl.stack.__main__ import generate_data, print_runs, run_days, yesterday
-from bionicpro_etl.stack.generate import days_between
-from bionicpro_etl.stack.services import Stack
+from bionicpro_stack.__main__ import generate_data, print_runs, run_days, yesterday
+from bionicpro_stack.generate import days_between
+from bionicpro_stack.services import Stack
 
 DAYS = int(os.environ.get("DEMO_DAYS", "14"))
 USERS = int(os.environ.get("DEMO_USERS", "2000"))
@@ -94,7 +94,7 @@ def report_examples(
         f"\n[bold]bionicpro_reports.reports_data_mart[/bold]: {rows:,} rows over {days} report days\n"
     )
     # Example 1 names January 2024; the demo's data is the last two weeks, so only its period moves.
-    user_report = sql("examples/user_report").replace(
+    user_report = sql("examples/user_report", "bionicpro_stack").replace(
         "'2024-01-01' AND '2024-01-31'", "{first_day:Date} AND {last_day:Date}"
     )
     show(
@@ -104,8 +104,12 @@ def report_examples(
         first_day=first_day,
         last_day=last_day,
     )
-    show(client, "2. Usage by user, last 30 days", sql("examples/usage_by_user"))
-    show(client, "3. Top users by efficiency, last 7 days", sql("examples/top_efficiency"))
+    show(client, "2. Usage by user, last 30 days", sql("examples/usage_by_user", "bionicpro_stack"))
+    show(
+        client,
+        "3. Top users by efficiency, last 7 days",
+        sql("examples/top_efficiency", "bionicpro_stack"),
+    )
 
 
 if __name__ == "__main__":

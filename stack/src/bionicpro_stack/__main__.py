@@ -1,4 +1,4 @@
-"""Command line of the embedded stack: `python -m bionicpro_etl.stack up|down|env|generate|airflow`."""
+"""Command line of the embedded stack: `python -m bionicpro_stack up|down|env|generate|airflow`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import clickhouse_connect
 
 from bionicpro_etl import runlog
 from bionicpro_etl.config import settings
-from bionicpro_etl.stack import generate
-from bionicpro_etl.stack.services import Stack
+from bionicpro_stack import generate
+from bionicpro_stack.services import Stack
 
 
 def yesterday() -> date:
@@ -92,7 +92,7 @@ def _cell(value: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bionicpro_etl.stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bionicpro_stack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start PostgreSQL and the CRM service (idempotent)")
     commands.add_parser("down", help="stop them")

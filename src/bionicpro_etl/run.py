@@ -1,0 +1,146 @@
+"""The run and what its stages hand each other: the bottom of the package, importing none of it
+but the settings, the report day and the staging names.
+
+Stage results are small typed records. Between Airflow tasks they travel as XCom in their JSON
+form (`to_xcom` / `from_xcom`); the data itself stays in the run's staging tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from bionicpro_etl.config import Settings, settings
+from bionicpro_etl.report_day import report_day_of
+
+if TYPE_CHECKING:  # staging loads the ClickHouse client; the DAG file imports this module
+    from bionicpro_etl.staging import Staging
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pipeline run: its id (names its staging tables), its own report day, and what its
+    trigger asked for: a full CRM refresh, a rebuild of its day even if nothing arrived."""
+
+    run_id: str
+    day: date
+    logical_date: datetime | None = None
+    crm_full_refresh: bool = False
+    force_rebuild: bool = False
+
+    @classmethod
+    def of(cls, context: Mapping[str, Any], config: Settings | None = None) -> Run:
+        """The run an Airflow task context describes. A manual trigger without a logical date
+        builds the day before the one it was triggered on, as if it were that night's run."""
+        tz = (config or settings()).report_tz
+        logical_date: datetime | None = context.get("logical_date")
+        if logical_date is not None:
+            day = report_day_of(logical_date, tz)
+        else:
+            day = report_day_of(context["dag_run"].run_after, tz) - timedelta(days=1)
+        params = context.get("params") or {}
+        return cls(
+            run_id=context["run_id"],
+            day=day,
+            logical_date=logical_date,
+            crm_full_refresh=bool(params.get("crm_full_refresh", False)),
+            force_rebuild=bool(params.get("force_rebuild", False)),
+        )
+
+    @property
+    def stage(self) -> Staging:
+        from bionicpro_etl.staging import Staging
+
+        return Staging.for_run(self.run_id)
+
+
+class StageResult(BaseModel):
+    """What a stage reports: frozen, and JSON for XCom."""
+
+    model_config = ConfigDict(frozen=True)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_xcom(cls, meta: Mapping[str, Any] | Self) -> Self:
+        return meta if isinstance(meta, cls) else cls.model_validate(meta)
+
+
+class Plan(StageResult):
+    """Which days the run rebuilds, and the arrival window (watermarks) it reads."""
+
+    days: tuple[date, ...]
+    lookback_start: date
+    watermark_before: datetime | None
+    watermark_after: datetime | None
+    events_beyond_lookback: int
+    seconds: float = 0.0
+
+
+class TelemetryExtract(StageResult):
+    """One shard's telemetry aggregates, staged."""
+
+    telemetry_rows: int
+    seconds: float
+
+
+class CrmExtract(StageResult):
+    """The CRM items staged (valid ones) and rejected, and the dimension's watermark before."""
+
+    crm_items: int
+    crm_rejects: int
+    crm_reject_share: float
+    crm_full_refresh: bool
+    crm_watermark_before: datetime | None
+    seconds: float
+
+
+class Transformed(StageResult):
+    """The report rows built: fresh ones of the rebuilt days, and those re-joined for CRM changes."""
+
+    report_rows: int
+    refreshed_rows: int
+    crm_changed_users: int
+    seconds: float
+
+
+class Checked(StageResult):
+    """How many quality checks ran, and the warn-level ones (for the notifiers)."""
+
+    checks: int
+    warnings: list[str]
+
+
+class Loaded(StageResult):
+    """What the publish swapped in."""
+
+    published_rows: int
+    days: int
+    seconds: float
+
+
+class RunResult(StageResult):
+    """Every stage's result of one run, as `pipeline.run_all` returns them."""
+
+    plan: Plan
+    extracted: list[TelemetryExtract]
+    crm: CrmExtract
+    rows: Transformed
+    checks: Checked
+    loaded: Loaded
+
+    @property
+    def telemetry_rows(self) -> int:
+        return sum(e.telemetry_rows for e in self.extracted)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A DateTime64(..., 'UTC') value as an aware datetime (chDB returns it without its zone)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
