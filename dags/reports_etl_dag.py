@@ -48,11 +48,11 @@ def reports_etl_dag() -> None:
     # Imports of the package stay inside the tasks: parsing this file must stay cheap. Stage
     # results travel as XCom in their JSON form (bionicpro_etl.run).
     @task
-    def create_data_mart_table() -> None:
+    def create_data_mart_table() -> dict:
         from bionicpro_etl import clients, pipeline
 
         with clients.clickhouse() as ch:
-            pipeline.create_data_mart_table(ch)
+            return pipeline.create_data_mart_table(ch).to_xcom()
 
     @task
     def plan_report_days(**context) -> dict:

@@ -25,14 +25,17 @@ from bionicpro_etl.run import (
     Plan,
     Run,
     RunResult,
+    StoreReady,
     TelemetryExtract,
     Transformed,
     as_utc,
 )
 
 
-def create_data_mart_table(client: Client) -> None:
+def create_data_mart_table(client: Client) -> StoreReady:
+    started = time.monotonic()
     schema.create(client)
+    return StoreReady(seconds=time.monotonic() - started)
 
 
 def plan_report_days(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Plan:
@@ -162,9 +165,11 @@ def transform_data(client: Client, run: Run, planned: Plan, crm: CrmExtract) -> 
 def check_data_quality(client: Client, run: Run, planned: Plan, crm: CrmExtract) -> Checked:
     """Judge the run's rows before they are published; store every result; stop on errors.
     Returns the warn-level results, for the notifiers."""
+    started = time.monotonic()
     results = quality.run_checks(client, run.stage, planned, crm_reject_share=crm.crm_reject_share)
     quality.record(client, run.run_id, run.day, results)
-    return Checked(checks=len(results), warnings=quality.gate(results))
+    warnings = quality.gate(results)
+    return Checked(checks=len(results), warnings=warnings, seconds=time.monotonic() - started)
 
 
 def load_to_clickhouse(
@@ -224,7 +229,7 @@ def run_all(
 ) -> RunResult:
     """Every stage in the DAG's order, in this process, without Airflow (tests, benchmarks)."""
     config = config or settings()
-    create_data_mart_table(client)
+    store = create_data_mart_table(client)
     planned = plan_report_days(dsn, client, run, config)
     extracted = [
         extract_telemetry(
@@ -237,5 +242,11 @@ def run_all(
     checks = check_data_quality(client, run, planned, crm)
     loaded = load_to_clickhouse(client, run, planned, extracted, crm, rows)
     return RunResult(
-        plan=planned, extracted=extracted, crm=crm, rows=rows, checks=checks, loaded=loaded
+        store=store,
+        plan=planned,
+        extracted=extracted,
+        crm=crm,
+        rows=rows,
+        checks=checks,
+        loaded=loaded,
     )

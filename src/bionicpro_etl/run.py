@@ -71,6 +71,12 @@ class StageResult(BaseModel):
         return meta if isinstance(meta, cls) else cls.model_validate(meta)
 
 
+class StoreReady(StageResult):
+    """The store made ready for the run (its tables created or brought up to date)."""
+
+    seconds: float
+
+
 class Plan(StageResult):
     """Which days the run rebuilds, and the arrival window (watermarks) it reads."""
 
@@ -114,6 +120,7 @@ class Checked(StageResult):
 
     checks: int
     warnings: list[str]
+    seconds: float
 
 
 class Loaded(StageResult):
@@ -127,6 +134,7 @@ class Loaded(StageResult):
 class RunResult(StageResult):
     """Every stage's result of one run, as `pipeline.run_all` returns them."""
 
+    store: StoreReady
     plan: Plan
     extracted: list[TelemetryExtract]
     crm: CrmExtract
@@ -137,6 +145,18 @@ class RunResult(StageResult):
     @property
     def telemetry_rows(self) -> int:
         return sum(e.telemetry_rows for e in self.extracted)
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Each stage's own time, by its task's name, in the DAG's order."""
+        return {
+            "create_data_mart_table": self.store.seconds,
+            "plan_report_days": self.plan.seconds,
+            "extract_telemetry": sum(e.seconds for e in self.extracted),
+            "extract_crm_data": self.crm.seconds,
+            "transform_data": self.rows.seconds,
+            "check_data_quality": self.checks.seconds,
+            "load_to_clickhouse": self.loaded.seconds,
+        }
 
 
 def as_utc(value: datetime | None) -> datetime | None:

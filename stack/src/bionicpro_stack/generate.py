@@ -3,6 +3,10 @@
 The same seed always gives the same rows, day by day (each day has its own random stream, so a
 day's data does not depend on which range was asked for). It is vectorised with NumPy and
 written with ADBC bulk ingest (COPY), so weeks of data for thousands of users take seconds.
+
+Sizes are natural by default (about 50 events a prosthesis a day, a CRM that knows most users);
+the benchmark asks for exact ones instead: `Fleet(prostheses=...)`, `telemetry_day(events=...)`,
+`crm_items(items=...)` give exactly that many prostheses, events and CRM items, made the same way.
 """
 
 from __future__ import annotations
@@ -42,17 +46,28 @@ STATUSES = np.array(["active", "active", "active", "active", "active", "suspende
 
 @dataclass(frozen=True)
 class Fleet:
-    """Who owns which prosthesis: users 1..users, about one in seven with a second prosthesis."""
+    """Who owns which prosthesis: users 1..users, about one in seven with a second prosthesis;
+    or, given `prostheses`, exactly that many: one for each user, the rest to random users."""
 
     users: int
     seed: int = 42
+    prostheses: int | None = None
 
-    def prostheses(self) -> pa.Table:
+    def __post_init__(self) -> None:
+        if self.prostheses is not None and self.prostheses < self.users:
+            raise ValueError("every user has a prosthesis: prostheses must be at least users")
+
+    def table(self) -> pa.Table:
         rng = np.random.default_rng([self.seed, 0])
         user_ids = np.arange(1, self.users + 1, dtype=np.int64)
-        second = user_ids[rng.random(self.users) < 0.15]
-        owners = np.concatenate([user_ids, second])
-        numbers = np.concatenate([user_ids, 500_000 + second])
+        if self.prostheses is None:
+            more = user_ids[rng.random(self.users) < 0.15]
+            numbers = np.concatenate([user_ids, 500_000 + more])
+        else:
+            extra = self.prostheses - self.users
+            more = rng.choice(self.users, extra, replace=extra > self.users) + 1
+            numbers = np.arange(1, self.prostheses + 1, dtype=np.int64)
+        owners = np.concatenate([user_ids, more])
         order = np.argsort(owners, kind="stable")
         return pa.table(
             {
@@ -62,12 +77,21 @@ class Fleet:
         )
 
 
-def telemetry_day(fleet: Fleet, day: date, tz: ZoneInfo, as_of: datetime | None = None) -> pa.Table:
-    """One report day of events. Rows whose upload would come after `as_of` have not arrived."""
+def telemetry_day(
+    fleet: Fleet,
+    day: date,
+    tz: ZoneInfo,
+    as_of: datetime | None = None,
+    *,
+    events: int | None = None,
+) -> pa.Table:
+    """One report day of events: about 50 a prosthesis, or exactly `events` spread over the
+    fleet at the same per-device rates. Rows whose upload would come after `as_of` have not
+    arrived."""
     rng = np.random.default_rng([fleet.seed, 1, day.toordinal()])
-    devices = fleet.prostheses()
+    devices = fleet.table()
     rate = np.random.default_rng([fleet.seed, 2]).lognormal(np.log(50), 0.45, devices.num_rows)
-    counts = rng.poisson(rate)
+    counts = rng.poisson(rate) if events is None else rng.multinomial(events, rate / rate.sum())
     n = int(counts.sum())
     device = np.repeat(np.arange(devices.num_rows), counts)
 
@@ -97,7 +121,9 @@ def telemetry_day(fleet: Fleet, day: date, tz: ZoneInfo, as_of: datetime | None 
             "prosthesis_id": devices["prosthesis_id"].take(device),
             "event_time": pa.array(event_us, pa.timestamp("us", tz="UTC")),
             "received_at": pa.array(received_us, pa.timestamp("us", tz="UTC")),
-            "action_type": ACTIONS[rng.choice(len(ACTIONS), size=n, p=ACTION_WEIGHTS)],
+            "action_type": pa.array(ACTIONS).take(
+                rng.choice(len(ACTIONS), size=n, p=ACTION_WEIGHTS)
+            ),
             "response_time_ms": response,
             "battery_level": battery,
             "duration_seconds": duration,
@@ -118,28 +144,39 @@ def _spoil(
     return pa.array(values, mask=(roll >= invalid) & (roll < invalid + missing))
 
 
-def crm_items(fleet: Fleet, first_day: date) -> pa.Table:
+def crm_items(fleet: Fleet, first_day: date, *, items: int | None = None) -> pa.Table:
     """CRM items for the fleet, with the untidiness of a real CRM: users and prostheses it does
     not know, orders for another prosthesis, older duplicates of an order, users with no
-    telemetry, and a few items that do not validate."""
+    telemetry, and a few items that do not validate. Given `items`, exactly that many: orders
+    for a random part of the fleet, 2 % customers without telemetry, 5 % older versions."""
     rng = np.random.default_rng([fleet.seed, 3])
-    devices = fleet.prostheses()
+    devices = fleet.table()
     users = devices["user_id"].to_numpy()
     ids = devices["prosthesis_id"].to_numpy(zero_copy_only=False).astype(object)
     m = len(users)
+    base = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+    bad = invalid_crm_items(first_unknown_user=fleet.users + 10_000, updated_at=base)
 
-    known_user = np.isin(users, np.unique(users)[rng.random(fleet.users) < 0.92])
+    if items is None:
+        known_user = np.isin(users, np.unique(users)[rng.random(fleet.users) < 0.92])
     other_prosthesis = rng.random(m) < 0.03
     ids = np.where(other_prosthesis, [f"PROT-9{u:05d}" for u in users], ids)
-    keep = known_user & (rng.random(m) < 0.97)
+    if items is None:
+        keep = known_user & (rng.random(m) < 0.97)
+        strangers = max(1, fleet.users // 30)
+    else:
+        strangers, superseded = max(1, items // 50), items // 20
+        ordering = items - strangers - superseded - bad.num_rows
+        if not 0 < ordering <= m:
+            raise ValueError(f"{items} CRM items do not fit {m} prostheses")
+        keep = np.sort(rng.choice(m, ordering, replace=False))
     users, ids = users[keep], ids[keep]
 
-    extra = np.arange(fleet.users + 1, fleet.users + 1 + max(1, fleet.users // 30))
+    extra = np.arange(fleet.users + 1, fleet.users + 1 + strangers)
     users = np.concatenate([users, extra])
     ids = np.concatenate([ids, [f"PROT-8{u:05d}" for u in extra]])
     k = len(users)
 
-    base = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
     updated = [
         base - timedelta(days=int(d), seconds=int(s))
         for d, s in zip(rng.integers(1, 300, k), rng.integers(0, 86_400, k), strict=True)
@@ -159,7 +196,10 @@ def crm_items(fleet: Fleet, first_day: date) -> pa.Table:
     }
     current = pa.table(rows)
     # An older version of some orders: a pending order with an old e-mail, superseded since.
-    dup = rng.random(k) < 0.05
+    if items is None:
+        dup = rng.random(k) < 0.05
+    else:
+        dup = np.isin(np.arange(k), rng.choice(k, superseded, replace=False))
     older = current.filter(pa.array(dup))
     older = older.set_column(
         1, "email", pa.array([f"old.user{u}@example.com" for u in older["user_id"].to_pylist()])
@@ -173,7 +213,6 @@ def crm_items(fleet: Fleet, first_day: date) -> pa.Table:
             pa.timestamp("us", tz="UTC"),
         ),
     )
-    bad = invalid_crm_items(first_unknown_user=fleet.users + 10_000, updated_at=base)
     schema = bad.schema
     return pa.concat_tables([current.cast(schema), older.cast(schema), bad])
 

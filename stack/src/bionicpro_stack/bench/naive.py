@@ -28,12 +28,9 @@ import pandas as pd
 import requests
 import sqlalchemy
 
-from bionicpro_stack.bench import (
-    CONTRACT_COLUMNS,
-    NAIVE_TABLE,
-    aggregate_params,
-    named_aggregate_sql,
-)
+from bionicpro_stack.bench.check import CONTRACT_COLUMNS
+from bionicpro_stack.bench.data import aggregate_params, named_aggregate_sql
+from bionicpro_stack.bench.job import NAIVE_TABLE
 
 COLUMNS = (*CONTRACT_COLUMNS, "run_id")
 

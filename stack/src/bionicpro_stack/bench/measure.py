@@ -1,0 +1,217 @@
+"""The measurements, each in a fresh subprocess (`run_child`), so that its peak RSS is its own.
+
+A pipeline run reports its stages' times itself (`RunResult.stage_seconds`); nothing here wraps
+or replaces the package's functions."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from bionicpro_etl.config import settings
+from bionicpro_etl.queries import sql
+from bionicpro_stack.bench.check import CONTRACT_COLUMNS, snapshot_path
+from bionicpro_stack.bench.data import aggregate_params, append_next_night, generate_sources
+from bionicpro_stack.bench.job import DAY, MART, Job, Measured
+from bionicpro_stack.services import CRM_USER, EMBEDDED_ENGINE_ENV, Stack
+
+if TYPE_CHECKING:  # imported where used, so that the measured processes load only what they need
+    import requests
+
+# A failing task of (c) would wait out its retries (2 x 5 minutes); the benchmark fails instead.
+AIRFLOW_TIMEOUT_S = 300
+
+
+def measure_aggregate(job: Job) -> Measured:
+    """(a) The day's aggregate query alone, every batch read, through ADBC."""
+    import adbc_driver_postgresql.dbapi as adbc_pg
+
+    params = tuple(aggregate_params(DAY, settings().report_tz).values())
+    started = perf_counter()
+    rows = 0
+    with adbc_pg.connect(job.stack.dsn("bionicpro")) as conn, conn.cursor() as cur:
+        cur.execute(sql("postgres/telemetry_daily"), parameters=params)
+        for batch in cur.fetch_record_batch():
+            rows += batch.num_rows
+    return Measured(seconds=perf_counter() - started, rows=rows)
+
+
+def _crm_session(stack: Stack) -> requests.Session:
+    import requests
+
+    from bionicpro_etl import extract
+
+    session = extract.with_retries(requests.Session())
+    session.auth = (CRM_USER, stack.crm_password())
+    return session
+
+
+def measure_pipeline(job: Job) -> Measured:
+    """(b) `pipeline.run_all` for the day, clients opened and closed inside the timing; the
+    stages' own times come back in its result."""
+    import clickhouse_connect
+
+    from bionicpro_etl import pipeline
+    from bionicpro_etl.run import Run
+
+    stack = job.stack
+    started = perf_counter()
+    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    session = _crm_session(stack)
+    try:
+        result = pipeline.run_all(
+            dsn=stack.dsn("bionicpro"),
+            session=session,
+            base_url=stack.crm_url,
+            client=client,
+            run=Run(run_id=job.arg, day=date.fromisoformat(job.day)),
+        )
+    finally:
+        session.close()
+        client.close()
+    return Measured(
+        seconds=perf_counter() - started, rows=result.loaded.published_rows, run=result.to_xcom()
+    )
+
+
+def measure_crm_read(job: Job) -> Measured:
+    """The CRM alone: every page through `extract.crm_pages`, validated, nothing stored."""
+    from bionicpro_etl import extract
+
+    session = _crm_session(job.stack)
+    started = perf_counter()
+    items = 0
+    with session:
+        for page in extract.crm_pages(
+            session, job.stack.crm_url, page_size=settings().crm_page_size
+        ):
+            items += page.items.num_rows + len(page.rejects)
+    return Measured(seconds=perf_counter() - started, rows=items)
+
+
+def measure_airflow(job: Job) -> Measured:
+    """(c) `airflow dags test reports_etl_dag <day>`, the whole command (Airflow's start
+    included: that is what a run costs); its peak RSS is that of the largest process it ran."""
+    stack = job.stack
+    log = stack.root / "logs" / f"dags-test-{DAY}.log"
+    started = perf_counter()
+    airflow(stack, ["dags", "test", "reports_etl_dag", DAY.isoformat()], log)
+    return Measured(seconds=perf_counter() - started, rows=-1)
+
+
+def airflow(stack: Stack, args: list[str], log: Path) -> None:
+    """`airflow <args>` on the bench stack, its output to `log`; fails the benchmark if it
+    fails or outlasts AIRFLOW_TIMEOUT_S."""
+    executable = str(Path(sys.executable).with_name("airflow"))
+    command = f"`airflow {' '.join(args)}`"
+    with log.open("w") as out:
+        try:
+            done = subprocess.run(
+                [executable, *args],
+                env={**os.environ, **stack.airflow_env()},
+                stdout=out,
+                stderr=out,
+                timeout=AIRFLOW_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"{command} took over {AIRFLOW_TIMEOUT_S} s; see {log}") from None
+    if done.returncode:
+        raise SystemExit(f"{command} failed; see {log}")
+
+
+def measure_idle(job: Job) -> Measured:
+    """(0) The floor of (b)'s memory: the pipeline imported, the chDB engine opened, no work."""
+    import clickhouse_connect
+
+    from bionicpro_etl import pipeline  # noqa: F401 (imported for its memory, as (b) does)
+
+    started = perf_counter()
+    client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
+    client.command("SELECT 1")
+    client.close()
+    return Measured(seconds=perf_counter() - started, rows=0)
+
+
+def measure_naive(job: Job) -> Measured:
+    """(d) The anti-pattern reference of `bench.naive`, into `bench_naive.mart`."""
+    from bionicpro_stack.bench import naive
+
+    stack = job.stack
+    started = perf_counter()
+    rows = naive.run(
+        pg_url=f"postgresql+psycopg://postgres@/bionicpro?host={stack.pg_dir}",
+        crm_url=stack.crm_url,
+        auth=(CRM_USER, stack.crm_password()),
+        chdb_path=str(stack.clickhouse_dir),
+        day=DAY,
+        tz=settings().report_tz,
+        run_id="bench_naive",
+    )
+    return Measured(seconds=perf_counter() - started, rows=rows)
+
+
+def snapshot(job: Job) -> Measured:
+    """The rows (contract columns) of `job.table` from DAY to `job.day`, saved as Parquet for the
+    comparison; also reports the engine's version."""
+    import clickhouse_connect
+    import pyarrow.parquet as pq
+
+    client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
+    try:
+        rows = client.query_arrow(
+            f"SELECT {', '.join(CONTRACT_COLUMNS)} FROM {job.table}"
+            " WHERE report_date BETWEEN {first:Date} AND {last:Date}"
+            " ORDER BY report_date, user_id, prosthesis_id",
+            parameters={"first": DAY, "last": date.fromisoformat(job.day)},
+        )
+        version = client.server_version
+    finally:
+        client.close()
+    pq.write_table(rows, snapshot_path(job.stack, job.arg))
+    return Measured(seconds=0.0, rows=rows.num_rows, version=version)
+
+
+CHILDREN: dict[str, Callable[[Job], Measured]] = {
+    "generate": generate_sources,
+    "next_night": append_next_night,
+    "aggregate": measure_aggregate,
+    "pipeline": measure_pipeline,
+    "crm_read": measure_crm_read,
+    "airflow": measure_airflow,
+    "naive": measure_naive,
+    "idle": measure_idle,
+    "snapshot": snapshot,
+}
+
+
+def child(name: str, job: Job) -> None:
+    """Run one measurement in this (fresh) process and write its result, peak RSS included."""
+    measured = CHILDREN[name](job)
+    peak_kb = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    measured.peak_rss_mb = peak_kb / 1024
+    Path(job.result).write_text(measured.to_json())
+
+
+def run_child(name: str, job: Job, arg: str = "", table: str = MART) -> Measured:
+    """`name` in a fresh interpreter, in the environment the stack gives Airflow's workers;
+    no chDB client is open here while it runs."""
+    result = Path(job.root) / "results" / f"{name}-{arg or 'run'}.json"
+    result.unlink(missing_ok=True)
+    job = replace(job, arg=arg, table=table, result=str(result))
+    subprocess.run(
+        [sys.executable, "-m", "bionicpro_stack.bench", "--child", name, "--job", job.to_json()],
+        check=True,
+        env={**os.environ, **EMBEDDED_ENGINE_ENV},
+    )
+    return Measured.from_json(result.read_text())

@@ -1,0 +1,109 @@
+"""The source side: EXPLAIN (ANALYZE, BUFFERS) of the day's query on the benchmark's table with
+only a B-tree index on event_time, then with only a BRIN index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from bionicpro_etl.config import settings
+from bionicpro_etl.queries import sql
+from bionicpro_stack.bench.data import aggregate_params, named_aggregate_sql
+from bionicpro_stack.bench.job import DAY
+from bionicpro_stack.services import Stack
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """The day's query plan under one kind of index on event_time."""
+
+    method: str  # btree or brin
+    shipped: bool
+    index: str
+    index_mb: float
+    execution_ms: float
+    hit: int
+    read: int
+    tree: str
+
+
+def source_side(stack: Stack) -> tuple[IndexPlan, IndexPlan]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the day's query with a B-tree on event_time, then with a
+    BRIN index, each alone (in the benchmark's database only); the shipped indexes are restored
+    from the DDL afterwards."""
+    with psycopg.connect(stack.dsn("bionicpro"), autocommit=True) as conn:
+        shipped = dict(
+            conn.execute(
+                "SELECT indexname, lower(substring(indexdef FROM 'USING (\\w+)'))"
+                " FROM pg_indexes WHERE tablename = 'telemetry_events'"
+                " AND indexdef LIKE '%(event_time)'"
+            ).fetchall()
+        )
+        try:
+            for name in shipped:
+                conn.execute(f'DROP INDEX public."{name}"')
+            btree, brin = (
+                _explain_with(conn, method, shipped=method in shipped.values())
+                for method in ("btree", "brin")
+            )
+        finally:
+            for method in ("btree", "brin"):
+                conn.execute(f"DROP INDEX IF EXISTS public.bench_event_time_{method}")
+            conn.execute(sql("telemetry_events", "bionicpro_stack"))
+            conn.execute("ANALYZE public.telemetry_events")
+    return btree, brin
+
+
+def postgres_version(stack: Stack) -> str:
+    """The server's version and the settings that matter for the day's query."""
+    with psycopg.connect(stack.dsn("bionicpro")) as conn:
+        version, buffers, workers = (
+            conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("server_version", "shared_buffers", "max_parallel_workers_per_gather")
+        )
+    return f"{version} (pgserver; shared_buffers {buffers}, parallel workers {workers})"
+
+
+def _explain_with(conn: psycopg.Connection[Any], method: str, *, shipped: bool) -> IndexPlan:
+    """The plan with only a `method` index on event_time: the second of two runs (the first
+    warms the cache), its numbers from the JSON plan."""
+    index = f"bench_event_time_{method}"
+    conn.execute(f"CREATE INDEX {index} ON public.telemetry_events USING {method} (event_time)")
+    conn.execute("ANALYZE public.telemetry_events")
+    query = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + named_aggregate_sql()
+    params = aggregate_params(DAY, settings().report_tz)
+    conn.execute(query, params)
+    plan = conn.execute(query, params).fetchone()[0][0]
+    size = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"public.{index}",)).fetchone()[0]
+    conn.execute(f"DROP INDEX public.{index}")
+    top = plan["Plan"]
+    return IndexPlan(
+        method=method,
+        shipped=shipped,
+        index=index,
+        index_mb=size / 2**20,
+        execution_ms=plan["Execution Time"],
+        hit=top["Shared Hit Blocks"],
+        read=top["Shared Read Blocks"],
+        tree="\n".join(_plan_lines(top)),
+    )
+
+
+def _plan_lines(node: dict[str, Any], depth: int = 0) -> Iterator[str]:
+    """A compact plan tree: node, index, time, rows and buffers of each step."""
+    on = f" using {node['Index Name']}" if "Index Name" in node else ""
+    extras = "".join(
+        f", {key.lower()} {node[key]:,}"
+        for key in ("Rows Removed by Index Recheck", "Rows Removed by Filter", "Workers Launched")
+        if node.get(key)
+    )
+    yield (
+        f"{'  ' * depth}-> {node['Node Type']}{on}  (actual {node['Actual Total Time']:,.0f} ms,"
+        f" rows {node['Actual Rows']:,}, loops {node['Actual Loops']}, shared hit"
+        f" {node['Shared Hit Blocks']:,} read {node['Shared Read Blocks']:,}{extras})"
+    )
+    for sub in node.get("Plans", []):
+        yield from _plan_lines(sub, depth + 1)
