@@ -5,7 +5,7 @@ UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --all-extras
 
-.PHONY: demo test lint format airflow backfill runs stack-up stack-down requirements clean
+.PHONY: demo test lint format airflow backfill runs report stack-up stack-down requirements clean
 
 .tools/bin/uv:
 	python3 -m venv .tools
@@ -37,6 +37,12 @@ backfill: .venv/.synced  ## every report day FROM..TO through Airflow: make back
 
 runs: .venv/.synced  ## the run log's latest runs
 	$(RUN) python -m bionicpro_stack runs
+
+# USER is also the login name in the environment: only a USER given on the command line counts.
+REPORT_USER = $(if $(filter command line,$(origin USER)),$(USER))
+report: .venv/.synced  ## one user's month as an HTML page of charts: make report USER=123 MONTH=2026-11
+	$(if $(REPORT_USER),,$(error usage: make report USER=<user id> [MONTH=YYYY-MM]))
+	$(RUN) python -m bionicpro_stack report $(REPORT_USER) $(MONTH)
 
 stack-up: .venv/.synced
 	$(RUN) python -m bionicpro_stack up

@@ -1,4 +1,5 @@
-"""Command line of the embedded stack: `python -m bionicpro_stack up|down|env|generate|airflow`."""
+"""Command line of the embedded stack:
+`python -m bionicpro_stack up|down|env|generate|backfill|runs|report|airflow`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import clickhouse_connect
 
 from bionicpro_etl import runlog
 from bionicpro_etl.config import settings
-from bionicpro_stack import generate
+from bionicpro_stack import generate, report
 from bionicpro_stack.services import Stack
 
 
@@ -85,6 +86,17 @@ def print_runs(stack: Stack, limit: int = 10) -> None:
     Console().print(table)
 
 
+def write_report(stack: Stack, user_id: int, month: report.Month | None = None) -> Path:
+    """The page of one user's month (default: their latest) under the stack's reports/."""
+    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    try:
+        return report.write(client, user_id, month, stack.root / "reports")
+    except report.NoData as missing:
+        raise SystemExit(str(missing)) from None
+    finally:
+        client.close()
+
+
 def _cell(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
@@ -108,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     backfill.add_argument("first_day", type=date.fromisoformat)
     backfill.add_argument("last_day", type=date.fromisoformat)
     commands.add_parser("runs", help="print the run log's latest runs")
+    page = commands.add_parser("report", help="one user's month as an HTML page of charts")
+    page.add_argument("user_id", type=int)
+    page.add_argument("month", nargs="?", type=report.Month.parse, help="YYYY-MM (default: latest)")
     run = commands.add_parser("airflow", help="run the airflow CLI on the stack")
     run.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -138,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         run_days(stack, generate.days_between(args.first_day, args.last_day))
     elif args.command == "runs":
         print_runs(stack)
+    elif args.command == "report":
+        print(write_report(stack, args.user_id, args.month))
     elif args.command == "airflow":
         stack.up()
         os.environ.update(stack.airflow_env())
