@@ -34,8 +34,8 @@ from bionicpro_etl.run import (
 
 def create_data_mart_table(client: Client) -> StoreReady:
     started = time.monotonic()
-    schema.create(client)
-    return StoreReady(seconds=time.monotonic() - started)
+    applied = schema.create(client)
+    return StoreReady(migrations=applied, seconds=time.monotonic() - started)
 
 
 def plan_report_days(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Plan:

@@ -19,4 +19,13 @@ def sql(name: str, package: str = __package__) -> str:
 
 def statements(name: str, package: str = __package__) -> list[str]:
     """The statements of a multi-statement file, for clients that take one at a time."""
-    return [s.strip().rstrip(";") for s in sqlparse.split(sql(name, package)) if s.strip()]
+    return split(sql(name, package))
+
+
+def split(text: str) -> list[str]:
+    """The statements of a piece of SQL, each without its `;` (comments alone are none)."""
+    return [
+        s.strip().rstrip(";")
+        for s in sqlparse.split(text)
+        if sqlparse.format(s, strip_comments=True).strip()
+    ]

@@ -72,8 +72,9 @@ class StageResult(BaseModel):
 
 
 class StoreReady(StageResult):
-    """The store made ready for the run (its tables created or brought up to date)."""
+    """The store made ready for the run: its tables created, the migrations it lacked applied."""
 
+    migrations: list[str]
     seconds: float
 
 

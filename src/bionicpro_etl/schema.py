@@ -1,4 +1,5 @@
-"""The store's schema: the DDL that `create_data_mart_table` applies, for one server or a cluster.
+"""The store's schema: the DDL that `create_data_mart_table` applies, for one server or a cluster,
+and the migrations that bring a store of any earlier version up to it.
 
 The single-node DDL files (sql/clickhouse/ddl/) are the one source of truth
 (`scripts/create_data_mart.sql` is one of them). In cluster mode (`BIONICPRO_CLICKHOUSE_CLUSTER`) On a cluster, each CREATE in `bionicpro_reports` runs ON CLUSTER, each MergeTree engine
@@ -8,17 +9,28 @@ replicas. The mart is not sharded: a publish is one `REPLACE PARTITION` per mont
 replicated table applies atomically on every replica, and which would not be atomic across
 shards. The staging database stays local to the node the pipeline talks to: its tables are one
 run's scratch space, and the publish moves their parts into the replicated tables.
+
+Migrations. Each DDL file holds a table's current form (`CREATE ... IF NOT EXISTS`), then the
+migrations of that table, each under a line `-- migration <number>: <what it does>`. `create`
+applies every file's current form first (a fresh store is born current; a table an older store
+lacks is created), then every migration not yet recorded in `schema_migrations`, in order of the
+numbers (unique across the files), recording each right after it ran. So each migration must
+also hold on a table that already has its change (`IF [NOT] EXISTS`, a comment, a TTL). On a
+cluster a migration's `ALTER` runs `ON CLUSTER`, and a column change of a read table is made on
+its `Distributed` table too. docs/development.md says how to add one.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import cache
 
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl.config import settings
-from bionicpro_etl.queries import statements
+from bionicpro_etl.queries import split, sql
 
 DATABASE = "bionicpro_reports"
 # The tables that reports and analysts read, each given a Distributed table for reads.
@@ -26,6 +38,7 @@ READ_TABLES = ("reports_data_mart", "user_monthly_summary")
 # sql/clickhouse/ddl/<name>.sql, in the order they are applied.
 DDL = (
     "create_data_mart",
+    "create_schema_migrations",
     "create_crm_rejects",
     "create_crm_orders",
     "create_etl_runs",
@@ -34,20 +47,89 @@ DDL = (
     "create_staging_database",
 )
 
+MIGRATIONS = f"{DATABASE}.schema_migrations"
+
 _CREATE = re.compile(rf"^(CREATE (?:DATABASE|TABLE) IF NOT EXISTS {DATABASE}\b(?:\.\w+)?)", re.M)
+_ALTER = re.compile(
+    rf"^(ALTER TABLE {DATABASE}\.(\w+))(\s+(?:ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN)?"
+)
 _ENGINE = re.compile(r"^(ENGINE = )(\w*MergeTree)\b", re.M)
+_MIGRATION = re.compile(r"^-- migration (\d+): (.+)$", re.M)
 
 
-def create(client: Client, cluster_name: str | None = None) -> None:
-    """The same DDL as scripts/create_data_mart.sql, plus the pipeline's own tables; on every node
-    of `cluster_name` (default: `BIONICPRO_CLICKHOUSE_CLUSTER`) when there is one."""
-    for statement in ddl(settings().clickhouse_cluster if cluster_name is None else cluster_name):
+@dataclass(frozen=True)
+class Migration:
+    """A step from an earlier version of the store: its number, what it does, its statements."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+    def on(self, cluster: str) -> list[str]:
+        """The statements for a single server (`cluster` empty) or for every node of `cluster`."""
+        if not cluster:
+            return list(self.statements)
+        name = quote_identifier(cluster)
+        clustered = []
+        for statement in self.statements:
+            alter = _ALTER.search(statement)
+            if alter is None:
+                raise ValueError(
+                    f"migration {self.version}: only ALTER TABLE {DATABASE}.* runs on a cluster"
+                )
+            clustered.append(_ALTER.sub(rf"\1 ON CLUSTER {name}\3", statement, count=1))
+            if alter.group(2) in READ_TABLES and alter.group(3):
+                mirror = statement.replace(alter.group(1), f"{alter.group(1)}_all", 1)
+                clustered.append(_ALTER.sub(rf"\1 ON CLUSTER {name}\3", mirror, count=1))
+        return clustered
+
+
+def create(client: Client, cluster_name: str | None = None) -> list[str]:
+    """Bring the store up to date: the same DDL as scripts/create_data_mart.sql plus the
+    pipeline's own tables, then the migrations it has not applied yet; on every node of
+    `cluster_name` (default: `BIONICPRO_CLICKHOUSE_CLUSTER`) when there is one. Returns the
+    migrations applied (`<number>: <what>`), none when the store was already current."""
+    cluster = settings().clickhouse_cluster if cluster_name is None else cluster_name
+    for statement in ddl(cluster):
         client.command(statement)
+    applied = {row[0] for row in client.query(f"SELECT version FROM {MIGRATIONS}").result_rows}
+    done = []
+    for migration in migrations():
+        if migration.version in applied:
+            continue
+        for statement in migration.on(cluster):
+            client.command(statement)
+        client.insert(
+            MIGRATIONS, [[migration.version, migration.name]], column_names=["version", "name"]
+        )
+        done.append(f"{migration.version}: {migration.name}")
+    return done
 
 
 def ddl(cluster_name: str) -> list[str]:
-    single_node = [s for name in DDL for s in statements(f"clickhouse/ddl/{name}")]
+    """The tables' current form, for one server (`cluster_name` empty) or a cluster."""
+    single_node = [s for name in DDL for s in split(_current(name))]
     return on_cluster(single_node, cluster_name) if cluster_name else single_node
+
+
+def _current(name: str) -> str:
+    """A DDL file's current form: what comes before its first migration."""
+    return _MIGRATION.split(sql(f"clickhouse/ddl/{name}"), maxsplit=1)[0]
+
+
+@cache
+def migrations() -> tuple[Migration, ...]:
+    """Every DDL file's migrations, in order of their numbers."""
+    found = []
+    for name in DDL:
+        _, *parts = _MIGRATION.split(sql(f"clickhouse/ddl/{name}"))
+        for version, title, body in zip(parts[::3], parts[1::3], parts[2::3], strict=True):
+            found.append(Migration(int(version), title.strip(), tuple(split(body))))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"migration numbers must be unique across the DDL files: {versions}")
+    return tuple(found)
 
 
 def on_cluster(statements: list[str], cluster: str) -> list[str]:
@@ -73,15 +155,22 @@ def read_table(table: str, cluster: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m bionicpro_etl.schema NAME`: the DDL for cluster NAME, for clickhouse-client."""
+    """`python -m bionicpro_etl.schema NAME`: the DDL for cluster NAME, for clickhouse-client,
+    and every migration (each holds on a store that has it already)."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="python -m bionicpro_etl.schema", description=main.__doc__
     )
     parser.add_argument("cluster", help="a cluster of the servers' remote_servers")
-    for statement in ddl(parser.parse_args(argv).cluster):
+    cluster = parser.parse_args(argv).cluster
+    for statement in script(cluster):
         print(f"{statement};\n")
+
+
+def script(cluster: str) -> list[str]:
+    """What `create` sends to a store of the first release: the DDL, then every migration."""
+    return [*ddl(cluster), *(s for m in migrations() for s in m.on(cluster))]
 
 
 if __name__ == "__main__":
