@@ -1,7 +1,8 @@
 """BionicPRO reports ETL: prosthesis telemetry (PostgreSQL) + customers (CRM over HTTP)
 -> the reports data mart `bionicpro_reports.reports_data_mart` (ClickHouse).
 
-    create_data_mart_table >> [plan_report_days >> extract_telemetry (x shards), extract_crm_data]
+    create_data_mart_table >> [plan_report_days >> telemetry_shards >> extract_telemetry (x shards),
+        extract_crm_data]
         >> transform_data >> check_data_quality >> load_to_clickhouse
 
 Runs at 02:00 report time (BIONICPRO_SCHEDULE) and builds the report day that just ended, plus
@@ -34,6 +35,8 @@ REPORT_TZ = pendulum.timezone(CONFIG.report_tz.key)
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
+        # a hang becomes a failure that Airflow retries, never a stuck night
+        "execution_timeout": timedelta(seconds=CONFIG.task_timeout_seconds),
         "on_failure_callback": [callbacks.log_failure, notify.on_failure],
     },
     params={
@@ -75,8 +78,14 @@ def reports_etl_dag() -> None:
                 Run.of(context),
                 Plan.from_xcom(plan),
                 shard=shard,
-                shards=CONFIG.telemetry_shards,
             ).to_xcom()
+
+    @task
+    def telemetry_shards(plan: dict) -> list[int]:
+        """The plan's shards of the users, one mapped extract task each."""
+        from bionicpro_etl.run import Plan
+
+        return list(range(Plan.from_xcom(plan).shards))
 
     @task
     def extract_crm_data(**context) -> dict:
@@ -126,10 +135,9 @@ def reports_etl_dag() -> None:
 
     plan, crm = plan_report_days(), extract_crm_data()
     create_data_mart_table() >> [plan, crm]
-    # One mapped task per shard of the users (BIONICPRO_TELEMETRY_SHARDS, default 1).
-    extracted = extract_telemetry.partial(plan=plan).expand(
-        shard=list(range(CONFIG.telemetry_shards))
-    )
+    # One mapped task per shard of the users (BIONICPRO_TELEMETRY_SHARDS, default 1), as many as
+    # the plan decided: a worker whose environment differs can never drop a share of the users.
+    extracted = extract_telemetry.partial(plan=plan).expand(shard=telemetry_shards(plan))
     rows = transform_data(plan, crm)
     extracted >> rows
     checks = check_data_quality(plan, crm)

@@ -90,3 +90,21 @@ def add_late_events(stack, day: date, prosthesis_id: str, n: int, user_id: int =
                 " VALUES (%s, %s, %s, %s, 'grasp', 100, 50, 60)",
                 (user_id, prosthesis_id, start + timedelta(hours=10, minutes=i), arrived),
             )
+
+
+def crm_fault(stack: Stack, **spec) -> None:
+    """Queue a fault in the stack's CRM service (its `/_faults` switch)."""
+    requests.post(f"{stack.crm_url}/_faults", json=spec, timeout=5).raise_for_status()
+
+
+def crm_served(stack: Stack) -> int:
+    """Requests the CRM service has served since it started."""
+    return requests.get(f"{stack.crm_url}/_faults/requests", timeout=5).json()["requests"]
+
+
+@pytest.fixture
+def crm_faults(stack: Stack) -> Iterator[None]:
+    """A test that queues CRM faults leaves none behind, even when it fails midway."""
+    requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+    yield
+    requests.delete(f"{stack.crm_url}/_faults", timeout=5)

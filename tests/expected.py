@@ -15,8 +15,9 @@ import psycopg
 ACTIONS = ("grasp", "release", "flex")
 
 
-def _valid(value: float | None, low: float, high: float = math.inf) -> bool:
-    return value is not None and math.isfinite(value) and low <= value <= high
+def _valid(value: float | None, high: float) -> bool:
+    """Contract section 5: a measurement in [0, high]; anything else is not measured."""
+    return value is not None and math.isfinite(value) and 0 <= value <= high
 
 
 def _crm(crm_dsn: str) -> tuple[dict, dict]:
@@ -35,6 +36,10 @@ def _crm(crm_dsn: str) -> tuple[dict, dict]:
             ordered = date.fromisoformat(order_date) if order_date is not None else None
         except ValueError:
             continue
+        if order_date is not None and not (
+            len(order_date) == 10 and date(1970, 1, 1) <= ordered <= date(2149, 6, 6)
+        ):
+            continue  # an ISO date (YYYY-MM-DD) that the mart's Date can hold
         rank = (updated, id_)
         order = {"email": email, "first_name": first, "last_name": last,
                  "order_date": ordered, "status": status, "rank": rank}  # fmt: skip
@@ -50,23 +55,24 @@ def expected_mart(pg_dsn: str, crm_dsn: str, day: date, tz: ZoneInfo) -> dict[tu
     around = datetime(day.year, day.month, day.day, tzinfo=tz)
     with psycopg.connect(pg_dsn) as conn:
         events = conn.execute(
-            "SELECT user_id, prosthesis_id, event_time, action_type, response_time_ms,"
-            " battery_level, duration_seconds FROM telemetry_events"
+            "SELECT user_id, prosthesis_id, event_time, received_at, action_type,"
+            " response_time_ms, battery_level, duration_seconds FROM telemetry_events"
             " WHERE event_time BETWEEN %s AND %s",
             (around - timedelta(days=1), around + timedelta(days=2)),
         ).fetchall()
     groups: dict[tuple, list] = {}
-    for user, prosthesis, when, *rest in events:
-        if when.astimezone(tz).date() == day:
+    for user, prosthesis, when, received, *rest in events:
+        # an event time more than a day ahead of its arrival is a broken clock: no event of its day
+        if when.astimezone(tz).date() == day and when <= received + timedelta(days=1):
             groups.setdefault((user, prosthesis, day), []).append(rest)
 
     orders, people = _crm(crm_dsn)
     mart = {}
     for (user, prosthesis, report_date), rows in groups.items():
-        response = [r[1] for r in rows if _valid(r[1], 0)]
-        battery = [r[2] for r in rows if _valid(r[2], 0, 100)]
-        # The mart's UInt32 saturates rather than wraps (absurd durations): the project's decision.
-        usage = min(round(sum(r[3] for r in rows if _valid(r[3], 0))), 2**32 - 1)
+        response = [r[1] for r in rows if _valid(r[1], 60000)]
+        battery = [r[2] for r in rows if _valid(r[2], 100)]
+        # The mart's UInt32 saturates rather than wraps: the project's decision.
+        usage = min(round(sum(r[3] for r in rows if _valid(r[3], 86400))), 2**32 - 1)
         avg_response = sum(response) / len(response) if response else None
         hours = usage / 3600
         order = orders.get((user, prosthesis))

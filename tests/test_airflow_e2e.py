@@ -31,16 +31,10 @@ def test_dags_test_builds_the_named_day(stack):
     airflow(stack, "db", "migrate")
     airflow(stack, "dags", "test", "reports_etl_dag", day.isoformat())
 
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
-    try:
-        result = client.query(
-            "SELECT user_id, prosthesis_id, report_date, total_actions, status, run_id"
-            " FROM bionicpro_reports.reports_data_mart WHERE report_date = {day:Date}",
-            parameters={"day": day},
-        )
-    finally:
-        client.close()
-    rows = {(r[0], r[1], r[2]): r for r in result.result_rows}
+    result = mart_day(
+        stack, day, "user_id, prosthesis_id, report_date, total_actions, status, run_id"
+    )
+    rows = {(r[0], r[1], r[2]): r for r in result}
     expected = expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), day, MOSCOW)
     assert rows.keys() == expected.keys()
     assert all(rows[k][3] == expected[k]["total_actions"] for k in expected)
@@ -74,17 +68,66 @@ def test_backfill_builds_every_day_of_the_range(stack):
             "SELECT report_day, run_id FROM bionicpro_reports.etl_runs"
             " WHERE status = 'success' ORDER BY finished_at DESC LIMIT 2"
         ).result_rows
-        keys = {
-            day: {(r[0], r[1]) for r in client.query(
-                "SELECT user_id, prosthesis_id FROM bionicpro_reports.reports_data_mart"
-                " WHERE report_date = {day:Date}", parameters={"day": day},
-            ).result_rows}
-            for day in (date(2024, 1, 3), date(2024, 1, 4))
-        }  # fmt: skip
     finally:
         client.close()
     assert sorted(day for day, _ in runs) == [date(2024, 1, 3), date(2024, 1, 4)]
     assert all(run_id.startswith("manual__") for _, run_id in runs)
-    for day, built in keys.items():
-        expected = expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), day, MOSCOW)
-        assert built == {(u, p) for u, p, _ in expected}
+    for day in (date(2024, 1, 3), date(2024, 1, 4)):
+        assert mart_keys(stack, day) == expected_keys(stack, day)
+
+
+def mart_day(stack, day: date, columns: str) -> list[tuple]:
+    """`columns` of the mart's rows of `day` (read once Airflow's process has ended: chDB admits
+    one process)."""
+    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    try:
+        return client.query(
+            f"SELECT {columns} FROM bionicpro_reports.reports_data_mart"
+            " WHERE report_date = {day:Date}",
+            parameters={"day": day},
+        ).result_rows
+    finally:
+        client.close()
+
+
+def mart_keys(stack, day: date) -> set[tuple[int, str]]:
+    return {
+        (user, prosthesis) for user, prosthesis in mart_day(stack, day, "user_id, prosthesis_id")
+    }
+
+
+def expected_keys(stack, day: date) -> set[tuple[int, str]]:
+    expected = expected_mart(stack.dsn("bionicpro"), stack.dsn("crm"), day, MOSCOW)
+    return {(user, prosthesis) for user, prosthesis, _ in expected}
+
+
+WORKERS_DIFFER = """
+import os, sys
+import pendulum
+from airflow.dag_processing.dagbag import DagBag
+from bionicpro_etl.config import settings
+
+# The scheduler parses the DAG file with 2 shards...
+dag = DagBag(dag_folder=sys.argv[1]).dags["reports_etl_dag"]
+# ...and the workers' environment says 3 (so would the DAG file as a worker parses it).
+os.environ["BIONICPRO_TELEMETRY_SHARDS"] = "3"
+module = next(m for m in list(sys.modules.values()) if getattr(m, "__file__", None) == dag.fileloc)
+module.CONFIG = settings()
+day = pendulum.parse(sys.argv[2], tz="Europe/Moscow")
+dag.test(logical_date=day, run_conf={"force_rebuild": True})
+"""
+
+
+def test_shards_are_decided_once_whatever_the_workers_environment(stack):
+    """The telemetry shards' modulus is the plan's, and the DAG expands over the plan's shards:
+    a worker whose BIONICPRO_TELEMETRY_SHARDS differs from the scheduler's drops no user."""
+    day = date(2024, 1, 5)
+    airflow(stack, "db", "migrate")
+    env = {**os.environ, **stack.airflow_env(), "BIONICPRO_TELEMETRY_SHARDS": "2"}
+    env.pop("BIONICPRO_REPORT_TZ", None)
+    done = subprocess.run(
+        [sys.executable, "-c", WORKERS_DIFFER, str(ROOT / "dags"), day.isoformat()],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert mart_keys(stack, day) == expected_keys(stack, day)

@@ -26,6 +26,13 @@ GOOD = {
         ({"updated_at": "yesterday"}, "updated_at"),
         ({"updated_at": "2024-01-20T10:00:00"}, "updated_at"),  # no zone: an instant unknown
         ({"email": None}, "email"),
+        ({"user_id": 2**64}, "user_id"),  # beyond UInt64
+        ({"order_date": 0}, "order_date"),  # a number is no date
+        ({"order_date": "20240115"}, "order_date"),  # ISO dates only: YYYY-MM-DD
+        ({"order_date": "1969-12-31"}, "order_date"),  # before the mart's Date
+        ({"updated_at": "1705744800"}, "updated_at"),  # no epoch guessing
+        ({"updated_at": "2150-01-01T00:00:00Z"}, "updated_at"),  # after the mart's Date
+        ({"first_name": "half \ud83e"}, "first_name"),  # a lone UTF-16 surrogate
     ],
 )
 def test_an_invalid_item_is_rejected_with_its_reason(change, field):

@@ -6,7 +6,10 @@ auth, and each injected fault) must be what the contract says: checked here end 
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -122,11 +125,13 @@ def crm(crm_dsn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def plain_crm(crm_dsn: str) -> Iterator[str]:
-    """The service as `uvicorn --factory ...:app_from_env` builds it: no auth, no faults."""
+    """The service as `uvicorn --factory ...:app_from_env` builds it with auth switched off
+    explicitly, and no faults."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CRM_DSN", crm_dsn)
         mp.delenv("CRM_USERNAME", raising=False)
         mp.delenv("CRM_PASSWORD", raising=False)
+        mp.setenv("CRM_AUTH", "off")
         mp.setenv("CRM_FAULTS", "0")
         app = app_from_env()
     with _serve(app) as base:
@@ -282,9 +287,33 @@ def test_health_needs_no_credentials(crm: str) -> None:
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
 
 
-def test_without_a_username_no_auth_is_asked(plain_crm: str) -> None:
+def test_with_auth_switched_off_no_auth_is_asked(plain_crm: str) -> None:
     resp = requests.get(f"{plain_crm}/api/v1/customers", timeout=5)
     assert resp.status_code == 200 and len(resp.json()["items"]) == N_ROWS
+
+
+@pytest.mark.parametrize(
+    "credentials", [{}, {"CRM_USERNAME": "bionicpro"}, {"CRM_PASSWORD": "secret"}]
+)
+def test_without_credentials_the_service_refuses_to_start(
+    crm_dsn: str, credentials: dict[str, str]
+) -> None:
+    """Started as the stack starts it (`uvicorn --factory`), without both credentials and
+    without CRM_AUTH=off: it exits naming what is missing, and never serves anyone."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "bionicpro_stack.crm_service:app_from_env",
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, env={**env, "CRM_DSN": crm_dsn, **credentials}, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "CRM_USERNAME and CRM_PASSWORD must both be set" in done.stderr
 
 
 # --- faults ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 TASKS = {
     "create_data_mart_table", "plan_report_days", "extract_telemetry", "extract_crm_data",
-    "transform_data", "check_data_quality", "load_to_clickhouse",
+    "transform_data", "check_data_quality", "load_to_clickhouse", "telemetry_shards",
 }  # fmt: skip
 
 
@@ -34,7 +34,9 @@ def test_ids_and_dependencies(dag):
     assert upstream == {
         "create_data_mart_table": set(),
         "plan_report_days": {"create_data_mart_table"},
-        "extract_telemetry": {"plan_report_days"},
+        "telemetry_shards": {"plan_report_days"},
+        # as many mapped tasks as the plan's shards, each told the plan's modulus
+        "extract_telemetry": {"plan_report_days", "telemetry_shards"},
         "extract_crm_data": {"create_data_mart_table"},
         "transform_data": {"plan_report_days", "extract_telemetry", "extract_crm_data"},
         "check_data_quality": {"plan_report_days", "transform_data", "extract_crm_data"},
@@ -63,6 +65,7 @@ def test_schedule_retries_and_catchup(dag):
     for task in dag.tasks:
         assert task.retries == 2
         assert task.retry_delay == timedelta(minutes=5)
+        assert task.execution_timeout == timedelta(hours=2)  # a hang fails and is retried
 
 
 PARSE_PROBE = """

@@ -87,7 +87,7 @@ def on_failure(context: Mapping[str, Any]) -> None:
         return
     day, facts = _facts(context)
     dag_id, task_id = context["dag"].dag_id, context["ti"].task_id
-    error = _scrub(_error_text(context.get("exception")))[:MAX_ERROR_CHARS]
+    error = scrub(_error_text(context.get("exception")))[:MAX_ERROR_CHARS]
     message = Message(
         subject=f"[bionicpro] {dag_id} failed: {task_id} for report day {day}",
         body=f"{facts}\n\nError:\n{error}",
@@ -137,7 +137,7 @@ def _error_text(error: BaseException | str | None) -> str:
     return str(error)
 
 
-def _scrub(text: str) -> str:
+def scrub(text: str) -> str:
     """Without the secrets Airflow knows (the passwords of the connections this process has
     read) and passwords inside URLs. Done before truncating, so no half secret survives."""
     from airflow.sdk._shared.secrets_masker import redact  # where Airflow's own masker lives

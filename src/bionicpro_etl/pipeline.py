@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import requests
@@ -32,19 +32,23 @@ from bionicpro_etl.run import (
 )
 
 
-def create_data_mart_table(client: Client) -> StoreReady:
+def create_data_mart_table(client: Client, config: Settings | None = None) -> StoreReady:
+    """The store's tables; and, as a run starts, the staging tables that failed runs left."""
     started = time.monotonic()
     applied = schema.create(client)
+    staging.sweep(client, (config or settings()).staging_max_age_hours)
     return StoreReady(migrations=applied, seconds=time.monotonic() - started)
 
 
 def plan_report_days(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Plan:
-    """Decide the run's days once (own day + late arrivals), for every shard of the extract."""
+    """Decide the run's days once (own day + late arrivals), and how many shards extract them."""
     config = config or settings()
     started = time.monotonic()
     planned = plan.plan_days(dsn, client, run.day, config, force=run.force_rebuild)
     run.stage.recreate_telemetry_union(client)
-    return planned.model_copy(update={"seconds": time.monotonic() - started})
+    return planned.model_copy(
+        update={"shards": config.telemetry_shards, "seconds": time.monotonic() - started}
+    )
 
 
 def extract_telemetry(
@@ -54,17 +58,19 @@ def extract_telemetry(
     planned: Plan,
     *,
     shard: int = 0,
-    shards: int = 1,
     config: Settings | None = None,
 ) -> TelemetryExtract:
-    """Stage the telemetry aggregates of the planned days, for one shard of the users."""
+    """Stage the telemetry aggregates of the planned days, for one of the plan's shards of the
+    users (its modulus is the plan's, never this process's setting)."""
+    if not 0 <= shard < planned.shards:
+        raise ValueError(f"shard {shard} is not one of the plan's {planned.shards}")
     config = config or settings()
     started = time.monotonic()
     stage = run.stage
     table = stage.telemetry_shard(shard)
     stage.recreate(client, table, "staging_telemetry")
     batches = extract.telemetry_batches(
-        dsn, planned.days, config.report_tz, shard=shard, shards=shards
+        dsn, planned.days, config, shard=shard, shards=planned.shards
     )
     return TelemetryExtract(
         telemetry_rows=staging.append(client, table, batches),
@@ -85,7 +91,7 @@ def extract_crm_data(
     config = config or settings()
     started = time.monotonic()
     stage = run.stage
-    since = None if _full_refresh_due(client, run, config) else _crm_watermark(client)
+    since = None if _full_refresh_due(client, run, config) else _crm_since(client, config)
     stage.recreate(client, stage.crm_items, "staging_crm_items")
     client.command(
         "DELETE FROM bionicpro_reports.crm_rejects WHERE run_id = {run_id:String}",
@@ -97,7 +103,7 @@ def extract_crm_data(
         """Each page's valid items, its rejects stored on the way."""
         nonlocal rejected
         pages = extract.crm_pages(
-            session, base_url, page_size=config.crm_page_size, updated_since=since
+            session, base_url, page_size=config.crm_page_size, updated_since=since, config=config
         )
         for page in pages:
             if page.rejects:
@@ -111,8 +117,8 @@ def extract_crm_data(
 
     items = staging.append(client, stage.crm_items, valid_items())
     listed = items + rejected
-    if listed == 0 and since is None:
-        raise CrmError(f"CRM {base_url} listed no customers; refusing to report without them")
+    if since is None:
+        _check_full_listing(client, base_url, listed, config)
     # The share of the CRM that is invalid: an incremental listing is measured against the
     # orders already known, so a few bad items among today's changes do not stop the reports.
     known = max(listed, _crm_orders_known(client) if rejected and since is not None else 0)
@@ -147,6 +153,34 @@ def _crm_watermark(client: Client) -> datetime | None:
         client.query("SELECT maxOrNull(updated_at) FROM bionicpro_reports.crm_orders").result_rows[
             0
         ][0]
+    )
+
+
+def _check_full_listing(client: Client, base_url: str, listed: int, config: Settings) -> None:
+    """A full listing replaces the CRM dimension, so one that is far short of the orders already
+    known is an outage (a CRM half restored, a broken filter), not a fact: publishing it would
+    blank the names and statuses of every missing order across the look-back."""
+    if listed == 0:
+        raise CrmError(f"CRM {base_url} listed no customers; refusing to report without them")
+    known = _crm_orders_known(client)
+    if listed < config.crm_min_full_listing_share * known:
+        raise CrmError(
+            f"CRM {base_url} listed {listed} items in a full listing, under"
+            f" {config.crm_min_full_listing_share:.0%} of the {known} orders already known;"
+            " refusing to blank the missing ones (BIONICPRO_CRM_MIN_FULL_LISTING_SHARE)"
+        )
+
+
+def _crm_since(client: Client, config: Settings) -> datetime | None:
+    """Where an incremental listing starts: the tolerance before the dimension's latest
+    `updated_at`. An item may be that far ahead of our clock (a CRM clock running ahead), so
+    items changed after the last listing began all have a later `updated_at` than this, and one
+    item from the future never hides them. Items read again change nothing."""
+    watermark = _crm_watermark(client)
+    return (
+        None
+        if watermark is None
+        else watermark - timedelta(seconds=config.future_tolerance_seconds)
     )
 
 
@@ -195,6 +229,7 @@ def load_to_clickhouse(
             "days_rebuilt": list(planned.days),
             "telemetry_rows": sum(e.telemetry_rows for e in extracted),
             "events_beyond_lookback": planned.events_beyond_lookback,
+            "events_bad_time": planned.events_bad_time,
             "crm_full_refresh": crm.crm_full_refresh,
             "crm_items": crm.crm_items,
             "crm_rejects": crm.crm_rejects,
@@ -229,13 +264,11 @@ def run_all(
 ) -> RunResult:
     """Every stage in the DAG's order, in this process, without Airflow (tests, benchmarks)."""
     config = config or settings()
-    store = create_data_mart_table(client)
+    store = create_data_mart_table(client, config)
     planned = plan_report_days(dsn, client, run, config)
     extracted = [
-        extract_telemetry(
-            dsn, client, run, planned, shard=shard, shards=config.telemetry_shards, config=config
-        )
-        for shard in range(config.telemetry_shards)
+        extract_telemetry(dsn, client, run, planned, shard=shard, config=config)
+        for shard in range(planned.shards)
     ]
     crm = extract_crm_data(session, base_url, client, run, config)
     rows = transform_data(client, run, planned, crm)

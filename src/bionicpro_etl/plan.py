@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 from clickhouse_connect.driver.client import Client
 
+from bionicpro_etl import postgres
 from bionicpro_etl.config import Settings
 from bionicpro_etl.queries import sql, statements
-from bionicpro_etl.report_day import day_bounds
+from bionicpro_etl.report_day import day_bounds, storable_bounds
 from bionicpro_etl.run import Plan, as_utc
 
 
@@ -50,7 +50,7 @@ def plan_days(
     it changes only through arrivals, which the watermark finds. So a run with nothing new
     rebuilds nothing."""
     before = published_watermark(client)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(postgres.bounded(dsn, config), autocommit=True) as conn:
         found = arrivals(conn, before, own_day, config)
     own = {own_day} if force or not published(client, own_day) else set()
     return Plan(
@@ -59,18 +59,21 @@ def plan_days(
         watermark_before=before,
         watermark_after=found.until,
         events_beyond_lookback=found.beyond,
+        events_bad_time=found.bad_time,
     )
 
 
 @dataclass(frozen=True)
 class Arrivals:
     """What arrived after a watermark: how far it was read, the look-back days (and any later
-    ones) that received events, and how many events were older than the look-back."""
+    ones) that received events, how many events were older than the look-back, and how many
+    carried a time no report day can have (a broken clock)."""
 
     lookback_start: date
     until: datetime | None
     days: frozenset[date]
     beyond: int
+    bad_time: int = 0
 
 
 def arrivals(
@@ -90,29 +93,40 @@ def arrivals(
     ).fetchone()
     until = bound or floor or watermark
     probed = (
-        _days_with_events(conn, lookback_start, own_day, tz, until=until)
+        _days_with_events(conn, lookback_start, own_day, config, until=until)
         if watermark is None and until is not None
         else set()
     )
+    earliest, latest = storable_bounds(tz)
     counted = conn.execute(
         sql("postgres/arrivals"),
-        {"tz": tz.key, "until": until, "watermark": watermark, "since": day_bounds(own_day, tz)[1]},
+        {
+            "tz": tz.key,
+            "until": until,
+            "watermark": watermark,
+            "since": day_bounds(own_day, tz)[1],
+            "earliest": earliest,
+            "latest": latest,
+            "tolerance": config.future_tolerance_seconds,
+        },
     ).fetchall()
+    dated = [(day, events) for day, events in counted if day is not None]
     return Arrivals(
         lookback_start=lookback_start,
         until=until,
-        days=frozenset(probed | {day for day, _ in counted if day >= lookback_start}),
-        beyond=sum(events for day, events in counted if day < lookback_start),
+        days=frozenset(probed | {day for day, _ in dated if day >= lookback_start}),
+        beyond=sum(events for day, events in dated if day < lookback_start),
+        bad_time=sum(events for day, events in counted if day is None),
     )
 
 
 def _days_with_events(
-    conn: psycopg.Connection[Any], first: date, last: date, tz: ZoneInfo, *, until: datetime
+    conn: psycopg.Connection[Any], first: date, last: date, config: Settings, *, until: datetime
 ) -> set[date]:
     """The report days first..last that hold events received by `until`: one cheap probe a day,
     rather than reading them all."""
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    bounds = [day_bounds(day, tz) for day in days]
+    bounds = [day_bounds(day, config.report_tz) for day in days]
     setting, probe = statements("postgres/arrival_days")
     with conn.transaction():
         conn.execute(setting)
@@ -123,6 +137,7 @@ def _days_with_events(
                 "starts": [start for start, _ in bounds],
                 "ends": [end for _, end in bounds],
                 "until": until,
+                "tolerance": config.future_tolerance_seconds,
             },
         ).fetchall()
     return {day for (day,) in rows}

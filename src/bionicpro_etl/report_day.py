@@ -9,6 +9,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+# The days the mart can hold: ClickHouse's Date. An event dated outside them (a device's broken
+# clock: 1960, 2200, infinity) never becomes a row; a CRM date outside them is a reject.
+FIRST_DATE = date(1970, 1, 1)
+LAST_DATE = date(2149, 6, 6)
+
 
 def report_day_of(logical_date: datetime, tz: ZoneInfo) -> date:
     """The report day a run with this logical date builds.
@@ -29,3 +34,8 @@ def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time.min, tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
     return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def storable_bounds(tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The instants whose report day the mart can hold: [start of FIRST_DATE, end of LAST_DATE)."""
+    return day_bounds(FIRST_DATE, tz)[0], day_bounds(LAST_DATE, tz)[1]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bionicpro_etl.config import Settings, settings
 from bionicpro_etl.report_day import report_day_of
@@ -86,6 +86,12 @@ class Plan(StageResult):
     watermark_before: datetime | None
     watermark_after: datetime | None
     events_beyond_lookback: int
+    # Arrived events whose time no report day can have (1960, 2200, infinity, far ahead of their
+    # arrival: a broken clock); never rows, never days to rebuild.
+    events_bad_time: int = 0
+    # How many mapped tasks share the telemetry extract (each reads the users whose hash falls
+    # to it modulo this): decided once, here, and expanded over, so every shard agrees.
+    shards: int = Field(default=1, ge=1)
     seconds: float = 0.0
 
 

@@ -44,7 +44,10 @@ def last_runs(client: Client, limit: int = 10) -> tuple[list[str], list[tuple]]:
 def record_failure(
     client: Client, run: Run, task_id: str, error: BaseException | str | None
 ) -> None:
-    """A failed run in the run log, for people; it carries no watermark, so nothing advances."""
+    """A failed run in the run log, for people; it carries no watermark, so nothing advances.
+    The error text is scrubbed of credentials as the notifications are."""
+    from bionicpro_etl.notify import scrub
+
     record(
         client,
         {
@@ -52,6 +55,6 @@ def record_failure(
             "logical_date": run.logical_date,
             "report_day": run.day,
             "status": "failed",
-            "error": f"{task_id}: {error}"[:2000],
+            "error": f"{task_id}: {scrub(str(error))}"[:2000],
         },
     )

@@ -48,50 +48,13 @@ DDL = (
 )
 
 MIGRATIONS = f"{DATABASE}.schema_migrations"
-MART = f"{DATABASE}.reports_data_mart"
-# The mart's columns that say which run wrote a row, not what the report says.
-RUN_COLUMNS = ("loaded_at", "run_id")
 
 _CREATE = re.compile(rf"^(CREATE (?:DATABASE|TABLE) IF NOT EXISTS {DATABASE}\b(?:\.\w+)?)", re.M)
 _ALTER = re.compile(
-    rf"^(ALTER TABLE {DATABASE}\.(\w+))(\s+(?:ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN)?"
+    rf"^(ALTER TABLE {DATABASE}\.(\w+))(?P<rest>\s+(?:ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN)?"
 )
 _ENGINE = re.compile(r"^(ENGINE = )(\w*MergeTree)\b", re.M)
 _MIGRATION = re.compile(r"^-- migration (\d+): (.+)$", re.M)
-_COLUMN = re.compile(
-    r"^    (?P<name>\w+)\s+(?P<type>.+?)(?:\s+DEFAULT\s+.+?)?"
-    r"(?:\s+COMMENT\s+'(?P<comment>(?:[^']|'')*)')?,?$"
-)
-
-
-@dataclass(frozen=True)
-class Column:
-    """A column of the mart as its DDL describes it: its COMMENT is its meaning."""
-
-    name: str
-    type: str
-    comment: str
-
-    @property
-    def is_float(self) -> bool:
-        return "Float" in self.type
-
-
-@cache
-def mart_columns() -> tuple[Column, ...]:
-    """The mart's columns, in order, from its DDL file (the one description of them)."""
-    create = next(s for s in split(_current("create_data_mart")) if s.startswith("CREATE TABLE"))
-    body = create[create.index("(\n") + 2 : create.index("\n)")]
-    return tuple(
-        Column(m["name"], m["type"], (m["comment"] or "").replace("''", "'"))
-        for m in map(_COLUMN.match, body.splitlines())
-        if m
-    )
-
-
-def report_columns() -> tuple[Column, ...]:
-    """The mart's columns that a report reads: all but RUN_COLUMNS."""
-    return tuple(c for c in mart_columns() if c.name not in RUN_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -114,10 +77,10 @@ class Migration:
                 raise ValueError(
                     f"migration {self.version}: only ALTER TABLE {DATABASE}.* runs on a cluster"
                 )
-            clustered.append(_ALTER.sub(rf"\1 ON CLUSTER {name}\3", statement, count=1))
+            clustered.append(_on_cluster(_ALTER, statement, name))
             if alter.group(2) in READ_TABLES and alter.group(3):
                 mirror = statement.replace(alter.group(1), f"{alter.group(1)}_all", 1)
-                clustered.append(_ALTER.sub(rf"\1 ON CLUSTER {name}\3", mirror, count=1))
+                clustered.append(_on_cluster(_ALTER, mirror, name))
         return clustered
 
 
@@ -177,8 +140,18 @@ def on_cluster(statements: list[str], cluster: str) -> list[str]:
 
 
 def _replicated(statement: str, cluster: str) -> str:
-    statement = _CREATE.sub(rf"\1 ON CLUSTER {cluster}", statement, count=1)
-    return _ENGINE.sub(r"\1Replicated\2", statement, count=1)
+    return _ENGINE.sub(r"\1Replicated\2", _on_cluster(_CREATE, statement, cluster), count=1)
+
+
+def _on_cluster(pattern: re.Pattern[str], statement: str, cluster: str) -> str:
+    """`ON CLUSTER cluster` (a quoted name) after the statement's head that `pattern` finds.
+    A function, not a template: a quoted name may hold a backslash, which a template would read
+    as a group reference (`\\1`) or an escape."""
+    return pattern.sub(
+        lambda m: f"{m[1]} ON CLUSTER {cluster}{m.groupdict().get('rest') or ''}",
+        statement,
+        count=1,
+    )
 
 
 def read_table(table: str, cluster: str) -> str:

@@ -131,6 +131,19 @@ class Staging:
             drop(client, name)
 
 
+def sweep(client: Client, max_age_hours: float) -> int:
+    """Drop the staging tables older than `max_age_hours`: those of runs that failed and were
+    not retried to the end. They hold the CRM's personal data. Returns how many were dropped."""
+    names = client.query(
+        "SELECT name FROM system.tables WHERE database = {db:String}"
+        " AND metadata_modification_time <= now() - toIntervalSecond({age:UInt64})",
+        parameters={"db": DATABASE, "age": round(max_age_hours * 3600)},
+    ).result_rows
+    for (name,) in names:
+        drop(client, name)
+    return len(names)
+
+
 def drop(client: Client, table: str) -> None:
     client.command(
         "DROP TABLE IF EXISTS bionicpro_staging.{table:Identifier}", parameters={"table": table}

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field
@@ -148,12 +148,29 @@ class DelayFault(_FaultBase):
 
 class PlainFault(_FaultBase):
     """Faults with no parameters: a dropped connection, a non-JSON or wrongly shaped body,
-    a cursor that never advances."""
+    a cursor that never advances, an empty page with a new cursor (a listing without end)."""
 
-    kind: Literal["drop", "not_json", "wrong_shape", "repeat_cursor"]
+    kind: Literal["drop", "not_json", "wrong_shape", "repeat_cursor", "endless"]
 
 
-Fault = Annotated[StatusFault | DelayFault | PlainFault, Field(discriminator="kind")]
+class ItemsFault(_FaultBase):
+    """Serve these items after the page's stored ones, as raw JSON: values no database column
+    holds (a user_id beyond UInt64, a lone UTF-16 surrogate, a number for a date)."""
+
+    kind: Literal["items"]
+    items: list[Any]
+
+
+class OversizedFault(_FaultBase):
+    """A page padded to `bytes`, streamed without a Content-Length: a body too large to hold."""
+
+    kind: Literal["oversized"]
+    bytes: int = Field(ge=1, le=2**30)
+
+
+Fault = Annotated[
+    StatusFault | DelayFault | PlainFault | ItemsFault | OversizedFault, Field(discriminator="kind")
+]
 
 
 @dataclass
@@ -210,7 +227,21 @@ def _fault_response(fault: Fault) -> Response | None:
         return Response("<html>maintenance</html>", 200, media_type="text/html")
     if fault.kind == "wrong_shape":
         return JSONResponse({"data": []})
+    if fault.kind == "endless":
+        return JSONResponse({"items": [], "next_cursor": encode_cursor(secrets.randbelow(2**62))})
+    if isinstance(fault, OversizedFault):
+        return StreamingResponse(_padded(fault.bytes), media_type="application/json")
     return None
+
+
+async def _padded(size: int) -> AsyncIterator[bytes]:
+    """An empty last page whose JSON is `size` bytes long, in 64 KiB chunks."""
+    head, tail = b'{"items": [], "next_cursor": null, "padding": "', b'"}'
+    padding = max(size - len(head) - len(tail), 0)
+    yield head
+    for start in range(0, padding, 65536):
+        yield b"x" * min(65536, padding - start)
+    yield tail
 
 
 # --- the app ---------------------------------------------------------------------------------
@@ -290,6 +321,10 @@ def create_app(
         body = {"items": items, "next_cursor": next_cursor}
         if fault is not None and fault.kind == "drop":
             return _DroppedResponse(json.dumps(body), 200, media_type="application/json")
+        if isinstance(fault, ItemsFault):
+            # json.dumps escapes what UTF-8 cannot carry (a lone surrogate), as a client would
+            body["items"] += fault.items
+            return Response(json.dumps(body), 200, media_type="application/json")
         return JSONResponse(body)
 
     if faults_enabled:
@@ -298,7 +333,8 @@ def create_app(
         async def add_fault(fault: Fault) -> dict[str, Any]:
             """Queue a fault for the next `times` requests to the customers endpoint."""
             faults.add(fault)
-            return {"queued": fault.model_dump()}
+            # its kind only: an items fault may hold text that JSON in UTF-8 cannot echo
+            return {"queued": fault.kind, "times": fault.times}
 
         @app.delete("/_faults")
         async def clear_faults() -> dict[str, str]:
@@ -315,14 +351,27 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """`create_app` configured by CRM_DSN, CRM_USERNAME, CRM_PASSWORD and CRM_FAULTS ("1" = on),
-    for `uvicorn --factory`."""
+    """`create_app` configured by CRM_DSN, CRM_USERNAME, CRM_PASSWORD, CRM_AUTH and CRM_FAULTS
+    ("1" = on), for `uvicorn --factory`. The service holds customers' personal data, so it
+    refuses to start without both credentials unless CRM_AUTH=off says so explicitly."""
     dsn = os.environ.get("CRM_DSN")
     if not dsn:
         raise RuntimeError("CRM_DSN is not set: the CRM service needs its PostgreSQL database")
+    username = os.environ.get("CRM_USERNAME") or None
+    password = os.environ.get("CRM_PASSWORD") or None
+    auth = os.environ.get("CRM_AUTH", "basic")
+    if auth not in ("basic", "off"):
+        raise RuntimeError(f"CRM_AUTH must be 'basic' (the default) or 'off', not {auth!r}")
+    if auth == "off":
+        username = password = None
+    elif not (username and password):
+        raise RuntimeError(
+            "CRM_USERNAME and CRM_PASSWORD must both be set: the CRM service will not serve"
+            " customers' personal data without credentials (CRM_AUTH=off switches auth off)"
+        )
     return create_app(
         dsn,
-        username=os.environ.get("CRM_USERNAME") or None,
-        password=os.environ.get("CRM_PASSWORD"),
+        username=username,
+        password=password,
         faults_enabled=os.environ.get("CRM_FAULTS") == "1",
     )

@@ -7,7 +7,8 @@
 -- but rows lie in arrival order, so a day is one run of blocks and such a scan reads the table up
 -- to it: hence no sequential scans here (SET LOCAL: this transaction only). IS TRUE keeps the
 -- received_at condition a filter: a bitmap of every block from its BRIN index costs more than
--- the rows it would skip.
+-- the rows it would skip. An event more than %(tolerance)s seconds ahead of its arrival is from a
+-- broken clock, no event of its day (arrivals.sql).
 SET LOCAL enable_seqscan = off;
 
 SELECT d.report_date
@@ -19,5 +20,6 @@ CROSS JOIN LATERAL (
     WHERE event_time >= d.start_at
       AND event_time < d.end_at
       AND (received_at <= %(until)s) IS TRUE
+      AND event_time <= received_at + make_interval(secs => %(tolerance)s)
     LIMIT 1
 ) AS first_event;

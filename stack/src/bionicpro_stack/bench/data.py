@@ -72,9 +72,10 @@ def named_aggregate_sql() -> str:
 
 def aggregate_params(day: date, tz: ZoneInfo) -> dict[str, Any]:
     """The query's parameters $1.. as `extract.telemetry_batches` binds them for one day: its
-    bounds, the report zone, and all users (shard 0 of 1)."""
+    bounds, the report zone, all users (shard 0 of 1) and the clock tolerance."""
     start, end = day_bounds(day, tz)
-    return {"p1": start, "p2": end, "p3": tz.key, "p4": 1, "p5": 0}
+    tolerance = settings().future_tolerance_seconds
+    return {"p1": start, "p2": end, "p3": tz.key, "p4": 1, "p5": 0, "p6": tolerance}
 
 
 def history_days() -> list[date]:

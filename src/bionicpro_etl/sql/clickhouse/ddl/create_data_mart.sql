@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS bionicpro_reports.reports_data_mart
     prosthesis_id       String COMMENT 'the prosthesis, e.g. `PROT-000123`',
     report_date         Date COMMENT 'calendar day of `event_time` in the report zone',
     total_actions       UInt32 COMMENT 'the day''s events (an invalid measurement never drops an event)',
-    avg_response_time   Nullable(Float32) COMMENT 'mean of valid `response_time_ms` (>= 0, finite), in ms; null when none',
+    avg_response_time   Nullable(Float32) COMMENT 'mean of valid `response_time_ms` (0..60000), in ms; null when none',
     max_response_time   Nullable(Float32) COMMENT 'largest valid `response_time_ms`, in ms; null when none',
     min_response_time   Nullable(Float32) COMMENT 'smallest valid `response_time_ms`, in ms; null when none',
     grasp_count         UInt32 COMMENT 'events whose `lower(trim(action_type))` is `grasp`',
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS bionicpro_reports.reports_data_mart
     flex_count          UInt32 COMMENT 'events whose `lower(trim(action_type))` is `flex`',
     avg_battery_level   Nullable(Float32) COMMENT 'mean of valid `battery_level` (0..100), in %; null when none',
     min_battery_level   Nullable(Float32) COMMENT 'lowest valid `battery_level`, in %; null when none',
-    total_usage_seconds UInt32 COMMENT 'sum of valid `duration_seconds` (>= 0, finite), rounded to whole seconds (half to even)',
+    total_usage_seconds UInt32 COMMENT 'sum of valid `duration_seconds` (0..86400 each), rounded to whole seconds (half to even)',
     usage_hours         Float32 COMMENT '`total_usage_seconds / 3600`',
     actions_per_hour    Nullable(Float32) COMMENT '`total_actions / usage_hours`; null when `usage_hours` = 0',
     efficiency_score    Nullable(Float32) COMMENT '`clamp(100 - avg_response_time / 10, 0, 100)`; null when `avg_response_time` is null',
@@ -64,3 +64,8 @@ ALTER TABLE bionicpro_reports.reports_data_mart
     COMMENT COLUMN status 'that order''s status; `unknown` when there is no such order',
     COMMENT COLUMN loaded_at 'when the row was built',
     COMMENT COLUMN run_id 'the Airflow run that built it';
+
+-- migration 5: the valid ranges of response times and durations in the COMMENTs (contract section 5)
+ALTER TABLE bionicpro_reports.reports_data_mart
+    COMMENT COLUMN avg_response_time 'mean of valid `response_time_ms` (0..60000), in ms; null when none',
+    COMMENT COLUMN total_usage_seconds 'sum of valid `duration_seconds` (0..86400 each), rounded to whole seconds (half to even)';

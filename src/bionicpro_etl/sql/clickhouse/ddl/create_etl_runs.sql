@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS bionicpro_reports.etl_runs
     days_rebuilt           Array(Date),
     telemetry_rows         UInt64,
     events_beyond_lookback UInt64,
+    events_bad_time        UInt64,
     crm_full_refresh       Bool,
     crm_items              UInt64,
     crm_rejects            UInt64,
@@ -26,3 +27,7 @@ CREATE TABLE IF NOT EXISTS bionicpro_reports.etl_runs
 )
 ENGINE = MergeTree
 ORDER BY (finished_at, run_id);
+
+-- Migrations of the run log (see create_data_mart.sql).
+-- migration 2: events_bad_time, the arrivals whose event time no report day can have
+ALTER TABLE bionicpro_reports.etl_runs ADD COLUMN IF NOT EXISTS events_bad_time UInt64 AFTER events_beyond_lookback;

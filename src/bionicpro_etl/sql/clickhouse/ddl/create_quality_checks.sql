@@ -1,4 +1,5 @@
 -- Every quality check of every run, with its figure and the levels it was judged by.
+-- Kept 90 days: enough to follow a trend.
 CREATE TABLE IF NOT EXISTS bionicpro_reports.quality_checks
 (
     run_id     String,
@@ -12,4 +13,9 @@ CREATE TABLE IF NOT EXISTS bionicpro_reports.quality_checks
     detail     String
 )
 ENGINE = MergeTree
-ORDER BY (checked_at, run_id);
+ORDER BY (checked_at, run_id)
+TTL checked_at + INTERVAL 90 DAY;
+
+-- Migrations (see create_data_mart.sql).
+-- migration 4: rows expire after 90 days
+ALTER TABLE bionicpro_reports.quality_checks MODIFY TTL checked_at + INTERVAL 90 DAY;
