@@ -53,7 +53,10 @@ stack-down: .venv/.synced
 ddl: .venv/.synced  ## the mart's DDL for a ClickHouse cluster: make ddl CLUSTER=name
 	$(RUN) python -m bionicpro_etl.schema $(CLUSTER)
 
-.PHONY: bench ddl
+docs: .venv/.synced  ## docs/mart.md's column table from the mart's DDL (its COMMENTs)
+	$(RUN) python -m bionicpro_stack.mart_doc
+
+.PHONY: bench ddl docs
 bench: .venv/.synced  ## benchmark of one report day (SMALL=1: a one-minute size); never part of test
 	$(RUN) python -m bionicpro_stack.bench $(BENCH_ARGS)
 

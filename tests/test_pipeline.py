@@ -12,22 +12,17 @@ import pytest
 from conftest import FIRST_DAY, LAST_DAY, MOSCOW, build_day
 from expected import expected_mart
 
-from bionicpro_etl import pipeline
+from bionicpro_etl import pipeline, schema
 from bionicpro_etl.extract import CrmError, crm_pages
 from bionicpro_etl.report_day import day_bounds
 
 MART = "bionicpro_reports.reports_data_mart"
-CONTRACT_COLUMNS = (
-    "user_id, email, first_name, last_name, prosthesis_id, report_date, total_actions,"
-    " avg_response_time, max_response_time, min_response_time, grasp_count, release_count,"
-    " flex_count, avg_battery_level, min_battery_level, total_usage_seconds, usage_hours,"
-    " actions_per_hour, efficiency_score, order_date, status"
-)
+REPORT_COLUMNS = ", ".join(c.name for c in schema.report_columns())
 
 
 def mart_rows(ch, day: date) -> dict[tuple, dict]:
     result = ch.query(
-        f"SELECT {CONTRACT_COLUMNS} FROM {MART} WHERE report_date = {{day:Date}}",
+        f"SELECT {REPORT_COLUMNS} FROM {MART} WHERE report_date = {{day:Date}}",
         parameters={"day": day},
     )
     rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
@@ -37,6 +32,7 @@ def mart_rows(ch, day: date) -> dict[tuple, dict]:
 
 
 def assert_same(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys(), "tests/expected.py computes every report column"
     for column, want in expected.items():
         got = actual[column]
         if isinstance(want, float) and got is not None:

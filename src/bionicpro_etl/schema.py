@@ -48,6 +48,9 @@ DDL = (
 )
 
 MIGRATIONS = f"{DATABASE}.schema_migrations"
+MART = f"{DATABASE}.reports_data_mart"
+# The mart's columns that say which run wrote a row, not what the report says.
+RUN_COLUMNS = ("loaded_at", "run_id")
 
 _CREATE = re.compile(rf"^(CREATE (?:DATABASE|TABLE) IF NOT EXISTS {DATABASE}\b(?:\.\w+)?)", re.M)
 _ALTER = re.compile(
@@ -55,6 +58,40 @@ _ALTER = re.compile(
 )
 _ENGINE = re.compile(r"^(ENGINE = )(\w*MergeTree)\b", re.M)
 _MIGRATION = re.compile(r"^-- migration (\d+): (.+)$", re.M)
+_COLUMN = re.compile(
+    r"^    (?P<name>\w+)\s+(?P<type>.+?)(?:\s+DEFAULT\s+.+?)?"
+    r"(?:\s+COMMENT\s+'(?P<comment>(?:[^']|'')*)')?,?$"
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the mart as its DDL describes it: its COMMENT is its meaning."""
+
+    name: str
+    type: str
+    comment: str
+
+    @property
+    def is_float(self) -> bool:
+        return "Float" in self.type
+
+
+@cache
+def mart_columns() -> tuple[Column, ...]:
+    """The mart's columns, in order, from its DDL file (the one description of them)."""
+    create = next(s for s in split(_current("create_data_mart")) if s.startswith("CREATE TABLE"))
+    body = create[create.index("(\n") + 2 : create.index("\n)")]
+    return tuple(
+        Column(m["name"], m["type"], (m["comment"] or "").replace("''", "'"))
+        for m in map(_COLUMN.match, body.splitlines())
+        if m
+    )
+
+
+def report_columns() -> tuple[Column, ...]:
+    """The mart's columns that a report reads: all but RUN_COLUMNS."""
+    return tuple(c for c in mart_columns() if c.name not in RUN_COLUMNS)
 
 
 @dataclass(frozen=True)

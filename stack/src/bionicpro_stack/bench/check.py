@@ -10,45 +10,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow.parquet as pq
 
+from bionicpro_etl import schema
 from bionicpro_stack.bench.job import Measured
 from bionicpro_stack.services import Stack
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FLOAT_COLUMNS = (
-    "avg_response_time",
-    "max_response_time",
-    "min_response_time",
-    "avg_battery_level",
-    "min_battery_level",
-    "usage_hours",
-    "actions_per_hour",
-    "efficiency_score",
-)
-CONTRACT_COLUMNS = (
-    "user_id",
-    "email",
-    "first_name",
-    "last_name",
-    "prosthesis_id",
-    "report_date",
-    "total_actions",
-    "avg_response_time",
-    "max_response_time",
-    "min_response_time",
-    "grasp_count",
-    "release_count",
-    "flex_count",
-    "avg_battery_level",
-    "min_battery_level",
-    "total_usage_seconds",
-    "usage_hours",
-    "actions_per_hour",
-    "efficiency_score",
-    "order_date",
-    "status",
-)
+# The mart's columns a report reads (its DDL describes them); the naive reference computes the
+# contract's columns only, so each pair of runs is compared on the columns both have.
+COLUMNS = schema.report_columns()
 
 
 def snapshot_path(stack: Stack, label: str) -> Path:
@@ -99,15 +70,15 @@ def check_nights(
 
 
 def differences(expected: pd.DataFrame, actual: pd.DataFrame) -> list[str]:
-    """Where two sets of the day's mart rows (same order) differ: exact for every column but the
-    floats, which agree to 1e-4 relative (all are stored as Float32, so the naive reference's
-    float64 arithmetic is compared after the same rounding)."""
+    """Where two sets of the day's mart rows (same order) differ, on the columns both have: exact
+    for every column but the floats, which agree to 1e-4 relative (all are stored as Float32, so
+    the naive reference's float64 arithmetic is compared after the same rounding)."""
     if len(expected) != len(actual):
         return [f"{len(expected)} rows against {len(actual)}"]
     problems = []
-    for column in CONTRACT_COLUMNS:
-        a, b = expected[column], actual[column]
-        if column in FLOAT_COLUMNS:
+    for column in (c for c in COLUMNS if c.name in expected and c.name in actual):
+        a, b = expected[column.name], actual[column.name]
+        if column.is_float:
             x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
             same = (np.isnan(x) & np.isnan(y)) | np.isclose(x, y, rtol=1e-4, atol=1e-6)
         else:
@@ -116,7 +87,7 @@ def differences(expected: pd.DataFrame, actual: pd.DataFrame) -> list[str]:
         if not same.all():
             i = int(np.flatnonzero(~same)[0])
             problems.append(
-                f"{column}: {int((~same).sum())} rows differ, first at {expected['user_id'][i]}"
+                f"{column.name}: {int((~same).sum())} rows differ, first at {expected['user_id'][i]}"
                 f"/{expected['prosthesis_id'][i]}: {a[i]!r} against {b[i]!r}"
             )
     return problems

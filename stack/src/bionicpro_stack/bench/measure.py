@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
-from bionicpro_stack.bench.check import CONTRACT_COLUMNS, snapshot_path
+from bionicpro_stack.bench.check import COLUMNS, snapshot_path
 from bionicpro_stack.bench.data import aggregate_params, append_next_night, generate_sources
 from bionicpro_stack.bench.job import DAY, MART, Job, Measured
 from bionicpro_stack.services import CRM_USER, EMBEDDED_ENGINE_ENV, Stack
@@ -159,15 +159,16 @@ def measure_naive(job: Job) -> Measured:
 
 
 def snapshot(job: Job) -> Measured:
-    """The rows (contract columns) of `job.table` from DAY to `job.day`, saved as Parquet for the
-    comparison; also reports the engine's version."""
+    """The rows of `job.table` from DAY to `job.day` (the report columns it has), saved as Parquet
+    for the comparison; also reports the engine's version."""
     import clickhouse_connect
     import pyarrow.parquet as pq
 
     client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
     try:
+        has = set(client.query(f"SELECT * FROM {job.table} LIMIT 0").column_names)
         rows = client.query_arrow(
-            f"SELECT {', '.join(CONTRACT_COLUMNS)} FROM {job.table}"
+            f"SELECT {', '.join(c.name for c in COLUMNS if c.name in has)} FROM {job.table}"
             " WHERE report_date BETWEEN {first:Date} AND {last:Date}"
             " ORDER BY report_date, user_id, prosthesis_id",
             parameters={"first": DAY, "last": date.fromisoformat(job.day)},

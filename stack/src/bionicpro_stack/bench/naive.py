@@ -12,7 +12,7 @@ design saves and check that both give the same answer. Nothing in the pipeline i
 - the load is `client.insert` of a Python list of row tuples.
 
 Each step holds the whole day as Python objects, several times over. It writes to its own table,
-`bench_naive.mart` (made like the mart), never to the mart itself.
+`bench_naive.mart` (its columns typed like the mart's), never to the mart itself.
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ import pandas as pd
 import requests
 import sqlalchemy
 
-from bionicpro_stack.bench.check import CONTRACT_COLUMNS
 from bionicpro_stack.bench.data import aggregate_params, named_aggregate_sql
-from bionicpro_stack.bench.job import NAIVE_TABLE
-
-COLUMNS = (*CONTRACT_COLUMNS, "run_id")
+from bionicpro_stack.bench.job import MART, NAIVE_TABLE
 
 
 def extract_telemetry(pg_url: str, day: date, tz: ZoneInfo) -> str:
@@ -125,20 +122,27 @@ def _number(value: Any) -> float | None:
 
 
 def load(rows_json: str, chdb_path: str) -> int:
-    """Recreate `bench_naive.mart` and insert the rows as a list of tuples."""
+    """Recreate `bench_naive.mart` with the rows' columns, typed as the mart's, and insert the
+    rows as a list of tuples."""
+    records = json.loads(rows_json)
+    columns = list(records[0]) if records else ["user_id", "report_date", "prosthesis_id"]
     rows = [
         tuple(
             date.fromisoformat(row[c]) if c in ("report_date", "order_date") and row[c] else row[c]
-            for c in COLUMNS
+            for c in columns
         )
-        for row in json.loads(rows_json)
+        for row in records
     ]
     client = clickhouse_connect.get_client(interface="chdb", path=chdb_path)
     try:
         client.command("CREATE DATABASE IF NOT EXISTS bench_naive")
         client.command(f"DROP TABLE IF EXISTS {NAIVE_TABLE}")
-        client.command(f"CREATE TABLE {NAIVE_TABLE} AS bionicpro_reports.reports_data_mart")
-        client.insert(NAIVE_TABLE, rows, column_names=list(COLUMNS))
+        client.command(
+            f"CREATE TABLE {NAIVE_TABLE} ENGINE = MergeTree"
+            " ORDER BY (user_id, report_date, prosthesis_id)"
+            f" AS SELECT {', '.join(columns)} FROM {MART} LIMIT 0"
+        )
+        client.insert(NAIVE_TABLE, rows, column_names=columns)
     finally:
         client.close()
     return len(rows)
