@@ -53,8 +53,8 @@ stack-down: .venv/.synced
 ddl: .venv/.synced  ## the mart's DDL for a ClickHouse cluster: make ddl CLUSTER=name
 	$(RUN) python -m bionicpro_etl.schema $(CLUSTER)
 
-docs: .venv/.synced  ## docs/mart.md's column table from the mart's DDL (its COMMENTs)
-	$(RUN) python -m bionicpro_stack.mart_doc
+docs: .venv/.synced  ## the tables of docs/ that code describes (mart columns, settings)
+	$(RUN) python -m bionicpro_stack.docs
 
 .PHONY: bench ddl docs
 bench: .venv/.synced  ## benchmark of one report day (SMALL=1: a one-minute size); never part of test

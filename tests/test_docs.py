@@ -1,11 +1,12 @@
-"""One description of the mart's columns: the DDL's COMMENTs, which the store keeps and from
-which docs/mart.md's table is written (`make docs`)."""
+"""The docs' tables that code describes are written from it (`make docs`): the mart's columns
+from the DDL's COMMENTs, which the store keeps too; the settings from config.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bionicpro_stack import mart_doc
+import pytest
+from bionicpro_stack import docs
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import schema
@@ -13,9 +14,11 @@ from bionicpro_etl import schema
 ROOT = Path(__file__).parent.parent
 
 
-def test_docs_mart_md_shows_the_columns_of_the_ddl() -> None:
-    page = (ROOT / mart_doc.PAGE).read_text(encoding="utf-8")
-    assert mart_doc.table() in page, "docs/mart.md drifted from the mart's DDL: run `make docs`"
+@pytest.mark.parametrize("block", docs.BLOCKS, ids=lambda b: b.name)
+def test_the_docs_tables_are_what_the_code_says(block: docs.Block) -> None:
+    page = (ROOT / block.page).read_text(encoding="utf-8")
+    assert block.table() in page, f"{block.page} drifted from {block.source}: run `make docs`"
+    assert len(block.render()) > 10
 
 
 def test_the_store_holds_the_columns_as_the_ddl_describes_them(ch: Client) -> None:

@@ -1,11 +1,8 @@
 """Telling people: a task that failed, or data-quality checks at warn level, through Airflow's
 notifiers (the smtp provider's `SmtpNotifier`, the slack provider's `SlackWebhookNotifier`).
 
-Off by default; the environment of the workers chooses the channels, read at each call:
-
-- `BIONICPRO_NOTIFY_EMAIL`: comma-separated recipients, sent through the Airflow connection
-  `smtp_default` (or `BIONICPRO_NOTIFY_SMTP_CONN`), from `BIONICPRO_NOTIFY_FROM`;
-- `BIONICPRO_NOTIFY_SLACK_CONN`: an Airflow connection (type slackwebhook) to post to.
+Off by default; the settings choose the channels (config.py: `notify_email` with `notify_from`
+and `notify_smtp_conn`, `notify_slack_conn`), read at each call.
 
 The DAG file imports this module when parsed, so Airflow's providers and the pipeline are
 imported only when a message is sent.
@@ -15,19 +12,18 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from bionicpro_etl.config import Settings, settings
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseNotifier
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FROM = "bionicpro-etl@localhost"
-DEFAULT_SMTP_CONN = "smtp_default"
 MAX_ERROR_CHARS = 2000
 
 # The notifiers' template fields only name these context keys: the message itself is a value
@@ -54,25 +50,24 @@ class Message:
         return html.escape(f"*{self.subject}*\n{self.body}", quote=False)
 
 
-def notifiers() -> list[BaseNotifier]:
+def notifiers(config: Settings | None = None) -> list[BaseNotifier]:
     """The configured channels, as new notifiers: a notifier renders its template fields in
     place, so each instance sends one message."""
-    env = os.environ
+    config = config or settings()
     found: list[BaseNotifier] = []
-    recipients = [a.strip() for a in env.get("BIONICPRO_NOTIFY_EMAIL", "").split(",") if a.strip()]
-    if recipients:
+    if recipients := list(config.notify_email):
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
         found.append(
             SmtpNotifier(
                 to=recipients,
-                from_email=env.get("BIONICPRO_NOTIFY_FROM") or DEFAULT_FROM,
+                from_email=config.notify_from,
                 subject=f"{{{{ {SUBJECT} }}}}",
                 html_content=f"{{{{ {HTML} }}}}",
-                smtp_conn_id=env.get("BIONICPRO_NOTIFY_SMTP_CONN") or DEFAULT_SMTP_CONN,
+                smtp_conn_id=config.notify_smtp_conn,
             )
         )
-    if slack_conn := env.get("BIONICPRO_NOTIFY_SLACK_CONN"):
+    if slack_conn := config.notify_slack_conn:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
         found.append(

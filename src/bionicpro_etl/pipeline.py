@@ -196,11 +196,15 @@ def transform_data(client: Client, run: Run, planned: Plan, crm: CrmExtract) -> 
     return Transformed(**counts, seconds=time.monotonic() - started)
 
 
-def check_data_quality(client: Client, run: Run, planned: Plan, crm: CrmExtract) -> Checked:
+def check_data_quality(
+    client: Client, run: Run, planned: Plan, crm: CrmExtract, config: Settings | None = None
+) -> Checked:
     """Judge the run's rows before they are published; store every result; stop on errors.
     Returns the warn-level results, for the notifiers."""
     started = time.monotonic()
-    results = quality.run_checks(client, run.stage, planned, crm_reject_share=crm.crm_reject_share)
+    results = quality.run_checks(
+        client, run.stage, planned, crm_reject_share=crm.crm_reject_share, config=config
+    )
     quality.record(client, run.run_id, run.day, results)
     warnings = quality.gate(results)
     return Checked(checks=len(results), warnings=warnings, seconds=time.monotonic() - started)
@@ -272,7 +276,7 @@ def run_all(
     ]
     crm = extract_crm_data(session, base_url, client, run, config)
     rows = transform_data(client, run, planned, crm)
-    checks = check_data_quality(client, run, planned, crm)
+    checks = check_data_quality(client, run, planned, crm, config)
     loaded = load_to_clickhouse(client, run, planned, extracted, crm, rows)
     return RunResult(
         store=store,
