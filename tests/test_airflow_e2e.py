@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import date
@@ -60,7 +61,9 @@ def test_backfill_builds_every_day_of_the_range(stack):
     command = [sys.executable, "-m", "bionicpro_stack", "backfill", "2024-01-03", "2024-01-04"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    assert "[2/2] report day 2024-01-04 built" in done.stdout
+    # A line per run, under the header: the day, rows, seconds, and what it built and why.
+    assert "what it built, and why" in done.stdout
+    assert re.search(r"^01-04 +[\d,]+ +[\d.]+  own day", done.stdout, re.M), done.stdout
 
     client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
     try:

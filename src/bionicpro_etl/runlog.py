@@ -28,17 +28,18 @@ def last_full_crm_refresh(client: Client) -> date | None:
     return day
 
 
-def last_runs(client: Client, limit: int = 10) -> tuple[list[str], list[tuple]]:
-    """The latest runs, for people: the demo and `python -m bionicpro_stack runs` print them."""
-    result = client.query(
-        "SELECT report_day, status, arrayStringConcat(arrayMap(d -> toString(d), days_rebuilt), ' ')"
-        " AS days_rebuilt, telemetry_rows AS aggregates, crm_items, crm_rejects,"
-        " published_rows AS published, events_beyond_lookback AS too_late,"
-        " round(arraySum(mapValues(stage_seconds)), 1) AS seconds, left(error, 60) AS error"
-        f" FROM {TABLE} ORDER BY finished_at DESC LIMIT {{limit:UInt32}}",
-        parameters={"limit": limit},
+def last_runs(client: Client, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest runs, newest first, for people (`python -m bionicpro_stack runs`, the demo):
+    what each built (`days_rebuilt`; `first_run` when no run had published before it), the
+    rows it published, its seconds and error."""
+    return list(
+        client.query(
+            "SELECT run_id, report_day, status, days_rebuilt, watermark_before IS NULL AS first_run,"
+            " published_rows, arraySum(mapValues(stage_seconds)) AS seconds, error"
+            f" FROM {TABLE} ORDER BY finished_at DESC LIMIT {{limit:UInt32}}",
+            parameters={"limit": limit},
+        ).named_results()
     )
-    return list(result.column_names), list(result.result_rows)
 
 
 def record_failure(

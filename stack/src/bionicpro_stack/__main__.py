@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -13,13 +14,17 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 
 from bionicpro_etl import runlog
 from bionicpro_etl.config import settings
-from bionicpro_stack import generate, report
+from bionicpro_stack import generate, report, story
 from bionicpro_stack.services import Stack
+
+# What `airflow dags test` logs as it starts each task.
+DAG_TEST_TASK = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
 
 
 def yesterday() -> date:
@@ -40,50 +45,86 @@ def generate_data(
     return events, items
 
 
-def airflow_cli(stack: Stack, *args: str, log: Path | None = None) -> None:
-    """Run the airflow CLI on the stack; with `log`, its chatter goes there and a failure
-    shows the log's end."""
+def airflow_cli(
+    stack: Stack, *args: str, log: Path | None = None, progress: Callable[[str], None] | None = None
+) -> None:
+    """Run the airflow CLI on the stack; with `log`, its chatter goes there, `progress` hears of
+    each task `airflow dags test` starts, and a failure shows the log's end."""
     command = [str(Path(sys.executable).with_name("airflow")), *args]
     env = {**os.environ, **stack.airflow_env()}
     if log is None:
         subprocess.run(command, env=env, check=True)
         return
     with log.open("w") as out:
-        done = subprocess.run(command, env=env, stdout=out, stderr=out)
-    if done.returncode:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+        seen = 0
+        while process.poll() is None:
+            time.sleep(0.5)
+            if progress is not None:
+                started = DAG_TEST_TASK.findall(log.read_text(errors="replace"))
+                if len(started) > seen:
+                    seen = len(started)
+                    progress(started[-1])
+    if process.returncode:
         print(log.read_text()[-3000:], file=sys.stderr)
         raise SystemExit(f"`airflow {' '.join(args)}` failed; the whole log is {log}")
 
 
-def run_days(stack: Stack, days: Iterable[date], progress: Callable[[str], None] = print) -> None:
-    """The real DAG through Airflow for each day in turn (`airflow dags test`): what a backfill
-    does, without needing a scheduler."""
+def migrate_airflow_db(stack: Stack) -> None:
+    airflow_cli(stack, "db", "migrate", log=stack_logs(stack) / "airflow-db-migrate.log")
+
+
+def stack_logs(stack: Stack) -> Path:
     logs = stack.root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    airflow_cli(stack, "db", "migrate", log=logs / "airflow-db-migrate.log")
+    return logs
+
+
+def run_day(
+    stack: Stack, day: date, progress: Callable[[str], None] | None = None
+) -> tuple[dict[str, Any], float]:
+    """The real DAG through Airflow for one report day (`airflow dags test`); its row of the
+    run log, and the seconds it took, Airflow's start included."""
+    started = time.monotonic()
+    log = stack_logs(stack) / f"dags-test-{day}.log"
+    airflow_cli(
+        stack, "dags", "test", "reports_etl_dag", day.isoformat(), log=log, progress=progress
+    )
+    seconds = time.monotonic() - started
+    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    try:
+        (run,) = runlog.last_runs(client, 1)
+    finally:
+        client.close()
+    return run, seconds
+
+
+def run_days(stack: Stack, days: Iterable[date]) -> None:
+    """Each day in turn through Airflow: what a backfill does, without needing a scheduler;
+    a line for each run says what it built and why."""
+    migrate_airflow_db(stack)
     days = list(days)
+    story.console.print(story.RUN_HEADER)
     for n, day in enumerate(days, 1):
-        started = time.monotonic()
-        log = logs / f"dags-test-{day}.log"
-        airflow_cli(stack, "dags", "test", "reports_etl_dag", day.isoformat(), log=log)
-        progress(f"[{n}/{len(days)}] report day {day} built in {time.monotonic() - started:.1f} s")
+        play_day(stack, day, f"[{n}/{len(days)}]")
+
+
+def play_day(stack: Stack, day: date, counter: str) -> None:
+    """One day through Airflow, with progress while it runs, then its line under RUN_HEADER."""
+    with story.step(f"{counter} reports_etl_dag for {day}", summary=False) as told:
+        run, seconds = run_day(stack, day, told)
+    story.console.print(story.run_line(run, seconds))
 
 
 def print_runs(stack: Stack, limit: int = 10) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
     try:
-        columns, rows = runlog.last_runs(client, limit)
+        runs = runlog.last_runs(client, limit)
     finally:
         client.close()
-    table = Table(title=f"bionicpro_reports.etl_runs, latest {limit}", title_justify="left")
-    for name in columns:
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(v) for v in row))
-    Console().print(table)
+    story.console.print(f"The run log's latest {len(runs)} runs, oldest first\n{story.RUN_HEADER}")
+    for run in reversed(runs):
+        story.console.print(story.run_line(run))
 
 
 def write_report(stack: Stack, user_id: int, month: report.Month | None = None) -> Path:
@@ -95,12 +136,6 @@ def write_report(stack: Stack, user_id: int, month: report.Month | None = None) 
         raise SystemExit(str(missing)) from None
     finally:
         client.close()
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return "" if value is None else str(value)
 
 
 def main(argv: list[str] | None = None) -> None:

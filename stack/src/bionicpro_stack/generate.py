@@ -11,7 +11,7 @@ the benchmark asks for exact ones instead: `Fleet(prostheses=...)`, `telemetry_d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -41,6 +41,9 @@ FIRST_NAMES = [
     "Jean-Luc",
 ]
 LAST_NAMES = ["Petrov", "Ivanova", "O'Brien", "Smith", "Кузнецов", "Müller", "García", "Nguyễn"]
+# An event reaches the database seconds after it happens, or (3 % of them, from prostheses that
+# were offline) one to five days later; never later than this.
+MAX_UPLOAD_DELAY = timedelta(days=6)
 STATUSES = np.array(["active", "active", "active", "active", "active", "suspended", "cancelled"])
 
 
@@ -82,12 +85,13 @@ def telemetry_day(
     day: date,
     tz: ZoneInfo,
     as_of: datetime | None = None,
+    after: datetime | None = None,
     *,
     events: int | None = None,
 ) -> pa.Table:
     """One report day of events: about 50 a prosthesis, or exactly `events` spread over the
     fleet at the same per-device rates. Rows whose upload would come after `as_of` have not
-    arrived."""
+    arrived; with `after`, only the rows uploaded after it (and by `as_of`)."""
     rng = np.random.default_rng([fleet.seed, 1, day.toordinal()])
     devices = fleet.table()
     rate = np.random.default_rng([fleet.seed, 2]).lognormal(np.log(50), 0.45, devices.num_rows)
@@ -104,6 +108,7 @@ def telemetry_day(
 
     late = rng.random(n) < 0.03
     delay = rng.exponential(30, n) + late * rng.uniform(86_400, 5 * 86_400, n)
+    delay = np.minimum(delay, MAX_UPLOAD_DELAY.total_seconds())
     received_us = event_us + (delay * 1_000_000).astype(np.int64)
 
     response = rng.lognormal(np.log(120), 0.5, n)
@@ -129,10 +134,12 @@ def telemetry_day(
             "duration_seconds": duration,
         }
     )
+    arrived = np.ones(n, dtype=bool)
     if as_of is not None:
-        arrived = received_us <= int(as_of.timestamp() * 1_000_000)
-        table = table.filter(pa.array(arrived))
-    return table
+        arrived &= received_us <= int(as_of.timestamp() * 1_000_000)
+    if after is not None:
+        arrived &= received_us > int(after.timestamp() * 1_000_000)
+    return table if arrived.all() else table.filter(pa.array(arrived))
 
 
 def _spoil(
@@ -247,16 +254,55 @@ def load_telemetry(
     last_day: date,
     tz: ZoneInfo,
     as_of: datetime | None = None,
+    on_day: Callable[[date], None] | None = None,
 ) -> int:
-    """Replace the telemetry table's contents with the generated days; returns the row count."""
+    """Replace the telemetry table's contents with the generated days; returns the row count.
+    `on_day` hears of each day before it is generated (for progress)."""
+    days = _told(days_between(first_day, last_day), on_day)
+    return _ingest(dsn, (telemetry_day(fleet, day, tz, as_of) for day in days), replace=True)
+
+
+def upload_arrivals(
+    dsn: str,
+    fleet: Fleet,
+    first_day: date,
+    last_day: date,
+    tz: ZoneInfo,
+    *,
+    after: datetime,
+    until: datetime,
+    on_day: Callable[[date], None] | None = None,
+) -> int:
+    """Add the generated events of first_day..last_day that reach the database in (after,
+    until], as the devices would upload them: that day's own events and the late ones of the
+    days before (up to five days late). Returns the row count."""
+    reachable = [
+        day
+        for day in days_between(first_day, last_day)
+        if day_bounds(day, tz)[0] <= until and day_bounds(day, tz)[1] + MAX_UPLOAD_DELAY > after
+    ]
+    return _ingest(
+        dsn,
+        (telemetry_day(fleet, day, tz, until, after) for day in _told(reachable, on_day)),
+        replace=False,
+    )
+
+
+def _told(days: Iterable[date], on_day: Callable[[date], None] | None) -> Iterator[date]:
+    for day in days:
+        if on_day is not None:
+            on_day(day)
+        yield day
+
+
+def _ingest(dsn: str, tables: Iterable[pa.Table], *, replace: bool) -> int:
     rows = 0
     with adbc_pg.connect(dsn) as conn:
         with conn.cursor() as cur:
-            cur.execute("TRUNCATE public.telemetry_events RESTART IDENTITY")
-            for day in days_between(first_day, last_day):
-                rows += cur.adbc_ingest(
-                    "telemetry_events", telemetry_day(fleet, day, tz, as_of), mode="append"
-                )
+            if replace:
+                cur.execute("TRUNCATE public.telemetry_events RESTART IDENTITY")
+            for table in tables:
+                rows += cur.adbc_ingest("telemetry_events", table, mode="append")
             cur.execute("ANALYZE public.telemetry_events")
         conn.commit()
     return rows

@@ -206,23 +206,19 @@ def figure(days: Sequence[dict[str, Any]], month: Month) -> go.Figure:
         mode="lines", line={"width": 0}, fill="tonexty", fillcolor="rgba(31,119,180,0.15)",
         row=3, col=1,
     )  # fmt: skip
-    fig.add_scatter(
-        x=x, y=_values(days, "avg_response_time"), name="average response",
-        mode="lines+markers", line={"color": "#1f77b4"}, row=3, col=1,
-    )  # fmt: skip
-    fig.add_scatter(
-        x=x, y=_values(days, "efficiency_score"), name="efficiency",
-        mode="lines+markers", line={"color": "#d62728", "dash": "dot"}, row=3, col=1,
-        secondary_y=True,
-    )  # fmt: skip
-    fig.add_scatter(
-        x=x, y=_values(days, "avg_battery_level"), name="average battery",
-        mode="lines+markers", line={"color": "#2ca02c"}, row=4, col=1,
-    )  # fmt: skip
-    fig.add_scatter(
-        x=x, y=_values(days, "min_battery_level"), name="lowest battery",
-        mode="lines+markers", line={"color": "#8c564b", "dash": "dot"}, row=4, col=1,
-    )  # fmt: skip
+    # Daily values as lines: (column, legend name, colour, row, dotted, on the second axis).
+    lines = (
+        ("avg_response_time", "average response", "#1f77b4", 3, False, False),
+        ("efficiency_score", "efficiency", "#d62728", 3, True, True),
+        ("avg_battery_level", "average battery", "#2ca02c", 4, False, False),
+        ("min_battery_level", "lowest battery", "#8c564b", 4, True, False),
+    )
+    for column, name, colour, row, dotted, secondary in lines:
+        fig.add_scatter(
+            x=x, y=_values(days, column), name=name, mode="lines+markers",
+            line={"color": colour, "dash": "dot" if dotted else "solid"},
+            row=row, col=1, secondary_y=secondary,
+        )  # fmt: skip
     fig.update_layout(
         barmode="stack",
         height=1050,
