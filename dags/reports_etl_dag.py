@@ -51,11 +51,20 @@ def reports_etl_dag() -> None:
     # Imports of the package stay inside the tasks: parsing this file must stay cheap. Stage
     # results travel as XCom in their JSON form (bionicpro_etl.run).
     @task
-    def create_data_mart_table() -> dict:
+    def create_data_mart_table(**context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from bionicpro_etl import clients, pipeline
+        from bionicpro_etl.plan import DayNotEnded
+        from bionicpro_etl.run import Run
 
         with clients.clickhouse() as ch:
-            return pipeline.create_data_mart_table(ch).to_xcom()
+            migrated = pipeline.create_data_mart_table(ch).to_xcom()
+        try:
+            pipeline.require_day_ended(clients.postgres_dsn(), Run.of(context))
+        except DayNotEnded as error:  # fail the run at once: no retries, nothing read or moved
+            raise AirflowFailException(str(error)) from error
+        return migrated
 
     @task
     def plan_report_days(**context) -> dict:

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 # The quality checks' levels: (warn above, error above); a figure above `error` stops the publish,
@@ -138,6 +139,16 @@ class Settings:
                 raise ValueError(f"BIONICPRO_QUALITY_LEVELS names an unknown check {check!r}")
             merged[check] = (level.get("warn"), level.get("error"))
         return merged
+
+    @property
+    def sub_daily(self) -> bool:
+        """Whether the schedule fires more than once on some report day: then a run publishes
+        its day so far, and `bionicpro_reports.published_days` says it is not complete yet."""
+        from croniter import croniter
+
+        fires = croniter(self.schedule, datetime(2024, 1, 1, tzinfo=self.report_tz))
+        days = [fires.get_next(datetime).date() for _ in range(15)]
+        return len(set(days)) < len(days)
 
 
 def variable(name: str) -> str:

@@ -5,28 +5,32 @@ beside it (the rows the run does not replace, unchanged; the run's rows, new) an
 one `REPLACE PARTITION`, which ClickHouse applies atomically: a plain SELECT sees the old month or
 the new one, never a mix, and a failure before the swap leaves the month as it was. The CRM
 dimension (one partition) is swapped the same way after the mart, so a run that fails in between
-re-applies its CRM changes. `REPLACE PARTITION` is also what a replicated table applies on every
+re-applies its CRM changes; then the list of published days, which readers trust only once the
+mart holds them. `REPLACE PARTITION` is also what a replicated table applies on every
 replica, so the publish is the same on a cluster (see `schema`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import staging
 from bionicpro_etl.queries import sql
-from bionicpro_etl.run import Plan
+from bionicpro_etl.run import Plan, Run
 from bionicpro_etl.staging import Staging
 
 # An unpartitioned table's one partition, as `REPLACE PARTITION` names it.
 WHOLE_TABLE = "ID 'all'"
 
 
-def publish(client: Client, stage: Staging, plan: Plan) -> int:
-    """Swap in every month the run touches, then the CRM dimension; returns the rows published."""
+def publish(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> int:
+    """Swap in every month the run touches, then the CRM dimension, then the list of published
+    days; returns the rows published."""
+    stage = run.stage
     touched = client.query(
         "SELECT DISTINCT toYYYYMM(report_date) FROM bionicpro_staging.{report_rows:Identifier}",
         parameters={"report_rows": stage.report_rows},
@@ -35,7 +39,26 @@ def publish(client: Client, stage: Staging, plan: Plan) -> int:
     for month in sorted(months):
         _publish_month(client, stage, plan, month)
     _replace(client, "crm_orders", WHOLE_TABLE, {}, stage.crm_orders_next)
+    publish_days(client, run, plan, tz)
     return staging.count(client, stage.report_rows)
+
+
+def publish_days(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> None:
+    """`published_days` with this run's days and watermark (sql/clickhouse/build/published_days.sql)."""
+    next_version = run.stage.published_days_next
+    run.stage.recreate_like(client, next_version, "bionicpro_reports.published_days")
+    client.command(
+        sql("clickhouse/build/published_days"),
+        parameters={
+            "published_days_next": next_version,
+            "days": list(plan.days),
+            "lookback_start": plan.lookback_start,
+            "watermark": plan.watermark_after,
+            "run_id": run.run_id,
+            "tz": tz.key,
+        },
+    )
+    _replace(client, "published_days", WHOLE_TABLE, {}, next_version)
 
 
 def _publish_month(client: Client, stage: Staging, plan: Plan, month: int) -> None:

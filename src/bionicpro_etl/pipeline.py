@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
+import psycopg
 import pyarrow as pa
 import requests
 from clickhouse_connect.driver.client import Client
@@ -38,6 +39,13 @@ def create_data_mart_table(client: Client, config: Settings | None = None) -> St
     applied = schema.create(client)
     staging.sweep(client, (config or settings()).staging_max_age_hours)
     return StoreReady(migrations=applied, seconds=time.monotonic() - started)
+
+
+def require_day_ended(dsn: str, run: Run, config: Settings | None = None) -> None:
+    """Fail a run whose own day has not ended (on a sub-daily schedule: not begun) before it
+    reads anything: `plan.DayNotEnded`."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        plan.require_ended(conn, run.day, config or settings())
 
 
 def plan_report_days(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Plan:
@@ -217,11 +225,12 @@ def load_to_clickhouse(
     extracted: Sequence[TelemetryExtract],
     crm: CrmExtract,
     rows: Transformed,
+    config: Settings | None = None,
 ) -> Loaded:
     """Publish the run, then log it: the log row carries the new watermark, so the watermark
     advances only after everything is published."""
     started = time.monotonic()
-    published = load.publish(client, run.stage, planned)
+    published = load.publish(client, run, planned, (config or settings()).report_tz)
     seconds = time.monotonic() - started
     runlog.record(
         client,
@@ -277,7 +286,7 @@ def run_all(
     crm = extract_crm_data(session, base_url, client, run, config)
     rows = transform_data(client, run, planned, crm)
     checks = check_data_quality(client, run, planned, crm, config)
-    loaded = load_to_clickhouse(client, run, planned, extracted, crm, rows)
+    loaded = load_to_clickhouse(client, run, planned, extracted, crm, rows, config)
     return RunResult(
         store=store,
         plan=planned,

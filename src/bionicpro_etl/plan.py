@@ -1,5 +1,7 @@
 """Which days a run rebuilds: its own day (unless already published), and every day within the
 look-back that received events since the last published run (the watermark on `received_at`).
+A day after the run's own one is rebuilt only if it was published before: one never published is
+left to its own run (on the daily schedule it may not even have ended).
 
 The watermark lives in the run log (`bionicpro_reports.etl_runs`): the latest successful run's
 `watermark_after`. It is written only when a run has published everything, so a failed or
@@ -32,6 +34,37 @@ def published_watermark(client: Client) -> datetime | None:
     return as_utc(rows[0][0]) if rows else None
 
 
+class DayNotEnded(ValueError):
+    """The run's own day has not ended (daily schedule) or not begun (sub-daily schedule)."""
+
+
+def require_ended(conn: psycopg.Connection[Any], day: date, config: Settings) -> None:
+    """Refuse a run whose own day has not ended in the report zone (on a sub-daily schedule: has
+    not begun), by the source's clock: the one that stamps `received_at`. The day itself is never
+    picked by a clock; this only checks that it is over."""
+    tz = config.report_tz
+    start, end = day_bounds(day, tz)
+    (now,) = conn.execute("SELECT now()").fetchone()
+    limit, what = (start, "begun") if config.sub_daily else (end, "ended")
+    if now < limit:
+        raise DayNotEnded(
+            f"report day {day} has not {what} in {tz.key}: it ends at"
+            f" {end.astimezone(tz).isoformat()}, the telemetry database's clock says"
+            f" {now.astimezone(tz).isoformat()}. On the daily schedule ({config.schedule!r}) a run"
+            " publishes only days that have ended; nothing was read, published or moved."
+        )
+
+
+def published_after(client: Client, day: date) -> set[date]:
+    """The days after `day` that a successful run has built."""
+    rows = client.query(
+        "SELECT DISTINCT arrayJoin(days_rebuilt) AS day FROM bionicpro_reports.etl_runs"
+        " WHERE status = 'success' AND day > {day:Date}",
+        parameters={"day": day},
+    ).result_rows
+    return {d for (d,) in rows}
+
+
 def published(client: Client, day: date) -> bool:
     """Whether a successful run has built `day` (the run log says so)."""
     return bool(
@@ -48,13 +81,15 @@ def plan_days(
 ) -> Plan:
     """The own day is rebuilt when it has never been published (or when forced); once it has,
     it changes only through arrivals, which the watermark finds. So a run with nothing new
-    rebuilds nothing."""
+    rebuilds nothing. Arrivals for later days count only for those already published."""
     before = published_watermark(client)
     with psycopg.connect(postgres.bounded(dsn, config), autocommit=True) as conn:
+        require_ended(conn, own_day, config)
         found = arrivals(conn, before, own_day, config)
     own = {own_day} if force or not published(client, own_day) else set()
+    later = published_after(client, own_day)
     return Plan(
-        days=tuple(sorted(found.days | own)),
+        days=tuple(sorted({d for d in found.days if d <= own_day or d in later} | own)),
         lookback_start=found.lookback_start,
         watermark_before=before,
         watermark_after=found.until,

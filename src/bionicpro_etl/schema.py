@@ -34,7 +34,7 @@ from bionicpro_etl.queries import split, sql
 
 DATABASE = "bionicpro_reports"
 # The tables that reports and analysts read, each given a Distributed table for reads.
-READ_TABLES = ("reports_data_mart", "user_monthly_summary")
+READ_TABLES = ("reports_data_mart", "user_monthly_summary", "published_days")
 # sql/clickhouse/ddl/<name>.sql, in the order they are applied.
 DDL = (
     "create_data_mart",
@@ -44,6 +44,7 @@ DDL = (
     "create_etl_runs",
     "create_quality_checks",
     "create_user_monthly_summary",
+    "create_published_days",
     "create_staging_database",
 )
 

@@ -81,6 +81,10 @@ class Staging:
     def report_rows(self) -> str:
         return self._name("report_rows")
 
+    @property
+    def published_days_next(self) -> str:
+        return self._name("published_days_next")
+
     def tables(self) -> dict[str, str]:
         """The run's table names under the parameter names the SQL files use."""
         kinds = (
