@@ -16,7 +16,17 @@ import pyarrow as pa
 import requests
 from clickhouse_connect.driver.client import Client
 
-from bionicpro_etl import extract, load, plan, quality, runlog, schema, staging, transform
+from bionicpro_etl import (
+    extract,
+    load,
+    plan,
+    postgres,
+    quality,
+    runlog,
+    schema,
+    staging,
+    transform,
+)
 from bionicpro_etl.config import Settings, settings
 from bionicpro_etl.extract import CrmError
 from bionicpro_etl.run import (
@@ -44,8 +54,9 @@ def create_data_mart_table(client: Client, config: Settings | None = None) -> St
 def require_day_ended(dsn: str, run: Run, config: Settings | None = None) -> None:
     """Fail a run whose own day has not ended (on a sub-daily schedule: not begun) before it
     reads anything: `plan.DayNotEnded`."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        plan.require_ended(conn, run.day, config or settings())
+    config = config or settings()
+    with psycopg.connect(postgres.bounded(dsn, config), autocommit=True) as conn:
+        plan.require_ended(conn, run.day, config)
 
 
 def plan_report_days(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Plan:
