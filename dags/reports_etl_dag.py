@@ -18,7 +18,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from bionicpro_etl import callbacks, notify
+from bionicpro_etl import assets, callbacks, notify
 from bionicpro_etl.config import settings
 
 CONFIG = settings()
@@ -126,21 +126,26 @@ def reports_etl_dag() -> None:
         notify.quality_warnings(context, checks.warnings)
         return checks.to_xcom()
 
-    # A load rewrites whole months: one at a time across all runs, backfills included.
-    @task(max_active_tis_per_dag=1)
+    # A load rewrites whole months: one at a time across all runs, backfills included. Each
+    # publish updates the mart and the monthly summary as assets (bionicpro_etl.assets), with
+    # the days and months it changed; a run that publishes nothing ends this task as skipped.
+    @task(max_active_tis_per_dag=1, outlets=list(assets.OUTLETS))
     def load_to_clickhouse(plan: dict, extracted: list, crm: dict, rows: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
         from bionicpro_etl.run import CrmExtract, Plan, Run, TelemetryExtract, Transformed
 
+        run = Run.of(context)
         with clients.clickhouse() as ch:
-            return pipeline.load_to_clickhouse(
+            loaded = pipeline.load_to_clickhouse(
                 ch,
-                Run.of(context),
+                run,
                 Plan.from_xcom(plan),
                 [TelemetryExtract.from_xcom(e) for e in extracted],
                 CrmExtract.from_xcom(crm),
                 Transformed.from_xcom(rows),
-            ).to_xcom()
+            )
+        assets.announce(context["outlet_events"], run, loaded)
+        return loaded.to_xcom()
 
     plan, crm = plan_report_days(), extract_crm_data()
     create_data_mart_table() >> [plan, crm]

@@ -19,6 +19,8 @@ import clickhouse_connect
 import psycopg
 import pytest
 import requests
+import smtp_inbox
+from airflow_services import AirflowServices
 from bionicpro_stack import generate
 from bionicpro_stack.services import CRM_USER, Stack
 from clickhouse_connect.driver.client import Client
@@ -108,3 +110,36 @@ def crm_faults(stack: Stack) -> Iterator[None]:
     requests.delete(f"{stack.crm_url}/_faults", timeout=5)
     yield
     requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+
+
+# A running Airflow's freshness deadline in the tests: far shorter than any run.
+TEST_DEADLINE_SECONDS = 2
+NOTIFY_TO = "oncall@bionicpro.test"
+
+
+@pytest.fixture(scope="session")
+def airflow_services(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowServices]:
+    """A running Airflow on the stack (API server, scheduler, triggerer), which mails its
+    notifications to a real SMTP server (`airflow_services.inbox`), with a freshness deadline
+    of TEST_DEADLINE_SECONDS. Started once, for the tests that need one."""
+    smtp_port = free_port()
+    inbox, controller = smtp_inbox.start(smtp_port)
+    services = AirflowServices(
+        stack,
+        tmp_path_factory.mktemp("airflow_services"),
+        free_port(),
+        {
+            "AIRFLOW_CONN_SMTP_DEFAULT": smtp_inbox.smtp_conn(smtp_port),
+            "BIONICPRO_NOTIFY_EMAIL": NOTIFY_TO,
+            "BIONICPRO_FRESHNESS_DEADLINE_SECONDS": str(TEST_DEADLINE_SECONDS),
+        },
+    )
+    services.inbox = inbox
+    try:
+        services.start()
+        yield services
+    finally:
+        services.stop()
+        controller.stop()

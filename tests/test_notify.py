@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import email
 import html
 import json
 import os
@@ -13,23 +12,21 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime
 from email.message import EmailMessage
-from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+import smtp_inbox
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import DAG, BaseHook
+from smtp_inbox import SMTP_LOGIN, SMTP_PASSWORD, Inbox, smtp_conn
 
 from bionicpro_etl import notify
 
 MOSCOW = ZoneInfo("Europe/Moscow")
-SMTP_LOGIN, SMTP_PASSWORD = "etl-mailer", "smtp-pass-9f3k2"
 CRM_PASSWORD = "crm-conn-pass-7q1w"
 # The run of 02:00 on 2 January, Moscow: its id is in UTC (31 December), it builds 1 January.
 RUN_ID = "scheduled__2023-12-31T23:00:00+00:00"
@@ -41,45 +38,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Inbox:
-    """aiosmtpd handler: keeps what it receives, and who logged in to send it."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-        self.logins: list[str] = []
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        self.envelopes.append(envelope)
-        self.logins.append(session.auth_data.login.decode() if session.authenticated else "")
-        return "250 OK"
-
-    def messages(self) -> list[EmailMessage]:
-        return [email.message_from_bytes(e.content, policy=default_policy) for e in self.envelopes]
-
-
-def authenticate(server, session, envelope, mechanism, auth_data) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and auth_data == (
-        SMTP_LOGIN.encode(),
-        SMTP_PASSWORD.encode(),
-    )
-    return AuthResult(success=ok, auth_data=auth_data if ok else None)
-
-
-def smtp_conn(port: int) -> str:
-    """An smtp connection as the provider's hook reads it: plain SMTP, no SSL nor STARTTLS."""
-    extra = {"disable_ssl": True, "disable_tls": True, "timeout": 5, "retry_limit": 0}
-    return json.dumps(
-        {
-            "conn_type": "smtp",
-            "host": "127.0.0.1",
-            "port": port,
-            "login": SMTP_LOGIN,
-            "password": SMTP_PASSWORD,
-            "extra": extra,
-        }
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -101,15 +59,8 @@ def quiet_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
     """A real SMTP server offering login, behind the connection `smtp_default`."""
-    handler, port = Inbox(), free_port()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=authenticate,
-        auth_require_tls=False,
-    )
-    controller.start()
+    port = free_port()
+    handler, controller = smtp_inbox.start(port)
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_conn(port))
     yield handler
     controller.stop()

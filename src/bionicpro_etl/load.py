@@ -12,6 +12,7 @@ replica, so the publish is the same on a cluster (see `schema`).
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,20 +28,33 @@ from bionicpro_etl.staging import Staging
 WHOLE_TABLE = "ID 'all'"
 
 
-def publish(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> int:
+def publish(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> tuple[int, list[date]]:
     """Swap in every month the run touches, then the CRM dimension, then the list of published
-    days; returns the rows published."""
+    days. Returns the rows published and the report days they rewrote: the days the run rebuilt,
+    and those of the rows it re-joined with new CRM data."""
     stage = run.stage
-    touched = client.query(
-        "SELECT DISTINCT toYYYYMM(report_date) FROM bionicpro_staging.{report_rows:Identifier}",
+    written = client.query(
+        "SELECT DISTINCT report_date FROM bionicpro_staging.{report_rows:Identifier}",
         parameters={"report_rows": stage.report_rows},
     ).result_rows
-    months = {m for (m,) in touched} | {d.year * 100 + d.month for d in plan.days}
-    for month in sorted(months):
+    days = sorted({day for (day,) in written} | set(plan.days))
+    for month in sorted({d.year * 100 + d.month for d in days}):
         _publish_month(client, stage, plan, month)
     _replace(client, "crm_orders", WHOLE_TABLE, {}, stage.crm_orders_next)
     publish_days(client, run, plan, tz)
-    return staging.count(client, stage.report_rows)
+    return staging.count(client, stage.report_rows), days
+
+
+def completeness(client: Client, days: list[date]) -> dict[date, bool]:
+    """Whether each of `days` is complete, as `published_days` says once a run has published."""
+    found = dict(
+        client.query(
+            "SELECT report_date, complete FROM bionicpro_reports.published_days"
+            " WHERE has({days:Array(Date)}, report_date)",
+            parameters={"days": days},
+        ).result_rows
+    )
+    return {day: bool(found.get(day, False)) for day in days}
 
 
 def publish_days(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> None:

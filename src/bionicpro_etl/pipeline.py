@@ -240,8 +240,9 @@ def load_to_clickhouse(
 ) -> Loaded:
     """Publish the run, then log it: the log row carries the new watermark, so the watermark
     advances only after everything is published."""
+    config = config or settings()
     started = time.monotonic()
-    published = load.publish(client, run, planned, (config or settings()).report_tz)
+    published, changed = load.publish(client, run, planned, config.report_tz)
     seconds = time.monotonic() - started
     runlog.record(
         client,
@@ -275,7 +276,13 @@ def load_to_clickhouse(
         },
     )
     run.stage.drop_all(client)
-    return Loaded(published_rows=published, days=len(planned.days), seconds=seconds)
+    return Loaded(
+        published_rows=published,
+        days=len(planned.days),
+        seconds=seconds,
+        changed_days=tuple(changed),
+        complete=load.completeness(client, changed),
+    )
 
 
 def run_all(

@@ -131,11 +131,15 @@ class Checked(StageResult):
 
 
 class Loaded(StageResult):
-    """What the publish swapped in."""
+    """What the publish swapped in: the rows, the days the run rebuilt (`days`, a count), the
+    report days it rewrote (rebuilt, or re-joined with new CRM data) and whether each of those
+    is complete (the arrivals read reach past its end in the report zone)."""
 
     published_rows: int
     days: int
     seconds: float
+    changed_days: tuple[date, ...] = ()
+    complete: dict[date, bool] = Field(default_factory=dict)
 
 
 class RunResult(StageResult):
