@@ -15,8 +15,8 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 # The quality checks' levels: (warn above, error above); a figure above `error` stops the publish,
