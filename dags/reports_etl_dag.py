@@ -126,17 +126,19 @@ def reports_etl_dag() -> None:
         notify.quality_warnings(context, checks.warnings)
         return checks.to_xcom()
 
-    # A load rewrites whole months: one at a time across all runs, backfills included. Each
-    # publish updates the mart and the monthly summary as assets (bionicpro_etl.assets), with
-    # the days and months it changed; a run that publishes nothing ends this task as skipped.
+    # A load rewrites whole months: one at a time across all runs, backfills included (also
+    # beyond Airflow's limits: the publication fence, bionicpro_etl.fence; it may plan again).
+    # Each publish updates the mart and the monthly summary as assets (bionicpro_etl.assets),
+    # with the days and months it changed; a run that publishes nothing ends this task as skipped.
     @task(max_active_tis_per_dag=1, outlets=list(assets.OUTLETS))
     def load_to_clickhouse(plan: dict, extracted: list, crm: dict, rows: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
         from bionicpro_etl.run import CrmExtract, Plan, Run, TelemetryExtract, Transformed
 
         run = Run.of(context)
-        with clients.clickhouse() as ch:
+        with clients.crm_session() as (session, base_url), clients.clickhouse() as ch:
             loaded = pipeline.load_to_clickhouse(
+                pipeline.Sources(clients.postgres_dsn(), session, base_url),
                 ch,
                 run,
                 Plan.from_xcom(plan),

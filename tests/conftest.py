@@ -12,7 +12,7 @@ import tempfile
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow_home_")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import clickhouse_connect
@@ -80,18 +80,32 @@ def build_day(
     return pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
 
 
-def add_late_events(stack, day: date, prosthesis_id: str, n: int, user_id: int = 5) -> None:
-    """Events of `day` uploaded only now, as from a prosthesis that was offline."""
+def add_late_events(
+    stack,
+    day: date,
+    prosthesis_id: str,
+    n: int,
+    user_id: int = 5,
+    ago: timedelta = timedelta(minutes=30),  # older than the arrival lag
+) -> None:
+    """Events of `day` uploaded `ago` (by the database's clock), as from a prosthesis that was
+    offline."""
     start, _ = day_bounds(day, MOSCOW)
-    arrived = datetime.now(UTC) - timedelta(minutes=30)  # older than the arrival lag
     with psycopg.connect(stack.dsn("bionicpro")) as conn:
         for i in range(n):
             conn.execute(
                 "INSERT INTO telemetry_events (user_id, prosthesis_id, event_time, received_at,"
                 " action_type, response_time_ms, battery_level, duration_seconds)"
-                " VALUES (%s, %s, %s, %s, 'grasp', 100, 50, 60)",
-                (user_id, prosthesis_id, start + timedelta(hours=10, minutes=i), arrived),
+                " VALUES (%s, %s, %s, now() - %s, 'grasp', 100, 50, 60)",
+                (user_id, prosthesis_id, start + timedelta(hours=10, minutes=i), ago),
             )
+
+
+@pytest.fixture
+def no_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrivals count as soon as they commit (BIONICPRO_ARRIVAL_LAG_SECONDS=0): a test's own
+    arrivals are then always past the watermark, whatever earlier tests left."""
+    monkeypatch.setenv("BIONICPRO_ARRIVAL_LAG_SECONDS", "0")
 
 
 def crm_fault(stack: Stack, **spec) -> None:

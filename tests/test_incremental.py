@@ -37,6 +37,7 @@ def assert_day_matches_sources(stack, ch, day: date) -> None:
 
 def test_late_events_reach_an_already_built_day(stack, ch, crm):
     build_day(stack, ch, crm, FIRST_DAY, "late_a")
+    build_day(stack, ch, crm, LAST_DAY, "late_a_night")  # each day is built by its own run
     add_late_events(stack, FIRST_DAY, "PROT-LATE-1", 4)
     assert (5, "PROT-LATE-1", FIRST_DAY) not in mart_rows(ch, FIRST_DAY)
 
@@ -108,7 +109,8 @@ def test_events_older_than_the_look_back_are_counted_not_dropped_silently(stack,
 
 
 def test_a_crm_change_reaches_every_row_in_the_look_back(stack, ch, crm):
-    build_day(stack, ch, crm, LAST_DAY, "crm_before")
+    for day in (FIRST_DAY, FIRST_DAY + timedelta(days=1), LAST_DAY):
+        build_day(stack, ch, crm, day, f"crm_before_{day}")
     with psycopg.connect(stack.dsn("crm")) as conn:
         (user,) = conn.execute(
             "SELECT min(user_id) FROM crm_orders WHERE user_id BETWEEN 1 AND 1000 AND status <> 'suspended'"

@@ -20,12 +20,6 @@ from bionicpro_etl.report_day import day_bounds, report_day_of
 from bionicpro_etl.run import Plan, Run, as_utc
 
 
-@pytest.fixture
-def no_lag(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Arrivals count as soon as they commit, so that events of the current day can be made."""
-    monkeypatch.setenv("BIONICPRO_ARRIVAL_LAG_SECONDS", "0")
-
-
 def events_of_the_current_day(stack, n: int) -> tuple[date, str, int]:
     """Events of user 5's prosthesis that happened a second ago (by the telemetry database's
     clock) and arrived now. Returns their report day (the one in progress), the prosthesis, and

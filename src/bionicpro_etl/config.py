@@ -107,6 +107,11 @@ class Settings:
     task_timeout_seconds: int = _setting(
         7200, "every task's `execution_timeout`: a hang fails the task and Airflow retries it"
     )
+    publish_lock_timeout_seconds: int = _setting(
+        3600,
+        "how long a load waits for another run's load to finish (one publication at a time: an"
+        " advisory lock on the telemetry database) before it fails",
+    )
     staging_max_age_hours: float = _setting(
         24.0,
         "staging tables (a run's scratch space, holding CRM personal data) older than this are a"

@@ -7,8 +7,10 @@ small metadata (the plan's days, counts, watermarks), as XCom would carry it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
@@ -18,6 +20,7 @@ from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import (
     extract,
+    fence,
     load,
     plan,
     postgres,
@@ -34,6 +37,7 @@ from bionicpro_etl.run import (
     CrmExtract,
     Loaded,
     Plan,
+    Prepared,
     Run,
     RunResult,
     StoreReady,
@@ -41,6 +45,8 @@ from bionicpro_etl.run import (
     Transformed,
     as_utc,
 )
+
+log = logging.getLogger(__name__)
 
 
 def create_data_mart_table(client: Client, config: Settings | None = None) -> StoreReady:
@@ -229,7 +235,31 @@ def check_data_quality(
     return Checked(checks=len(results), warnings=warnings, seconds=time.monotonic() - started)
 
 
+@dataclass(frozen=True)
+class Sources:
+    """Where a run reads: the telemetry database (a libpq conninfo) and the CRM (an HTTP session
+    with its auth, and the base URL)."""
+
+    dsn: str
+    crm: requests.Session
+    crm_url: str
+
+
+def prepare(sources: Sources, client: Client, run: Run, config: Settings) -> Prepared:
+    """Plan, extract, transform and check, in this process: what a load publishes."""
+    planned = plan_report_days(sources.dsn, client, run, config)
+    extracted = [
+        extract_telemetry(sources.dsn, client, run, planned, shard=shard, config=config)
+        for shard in range(planned.shards)
+    ]
+    crm = extract_crm_data(sources.crm, sources.crm_url, client, run, config)
+    rows = transform_data(client, run, planned, crm)
+    checks = check_data_quality(client, run, planned, crm, config)
+    return Prepared(plan=planned, extracted=extracted, crm=crm, rows=rows, checks=checks)
+
+
 def load_to_clickhouse(
+    sources: Sources,
     client: Client,
     run: Run,
     planned: Plan,
@@ -239,42 +269,51 @@ def load_to_clickhouse(
     config: Settings | None = None,
 ) -> Loaded:
     """Publish the run, then log it: the log row carries the new watermark, so the watermark
-    advances only after everything is published."""
+    advances only after everything is published. One load at a time, under the publication
+    fence (fence.py): when another run has published since this one planned, it plans, extracts
+    and transforms again first, so that nothing older than the mart is published."""
     config = config or settings()
     started = time.monotonic()
-    published, changed = load.publish(client, run, planned, config.report_tz)
-    seconds = time.monotonic() - started
-    runlog.record(
-        client,
-        {
-            "run_id": run.run_id,
-            "logical_date": run.logical_date,
-            "report_day": run.day,
-            "status": "success",
-            "days_rebuilt": list(planned.days),
-            "telemetry_rows": sum(e.telemetry_rows for e in extracted),
-            "events_beyond_lookback": planned.events_beyond_lookback,
-            "events_bad_time": planned.events_bad_time,
-            "crm_full_refresh": crm.crm_full_refresh,
-            "crm_items": crm.crm_items,
-            "crm_rejects": crm.crm_rejects,
-            "crm_changed_users": rows.crm_changed_users,
-            "report_rows": rows.report_rows,
-            "refreshed_rows": rows.refreshed_rows,
-            "published_rows": published,
-            "watermark_before": planned.watermark_before,
-            "watermark_after": planned.watermark_after,
-            "crm_watermark_before": crm.crm_watermark_before,
-            "crm_watermark_after": _crm_watermark(client),
-            "stage_seconds": {
-                "plan_report_days": planned.seconds,
-                "extract_telemetry": sum(e.seconds for e in extracted),
-                "extract_crm_data": crm.seconds,
-                "transform_data": rows.seconds,
-                "load_to_clickhouse": seconds,
+    with fence.publishing(sources.dsn, config) as lock:
+        if fence.latest(client) != planned.publication:
+            log.warning("another run published since run %s planned: planning it again", run.run_id)
+            again = prepare(sources, client, run, config)
+            planned, extracted, crm, rows = again.plan, again.extracted, again.crm, again.rows
+        published, changed = load.publish(client, run, planned, config.report_tz)
+        seconds = time.monotonic() - started
+        lock.check()
+        runlog.record(
+            client,
+            {
+                "run_id": run.run_id,
+                "logical_date": run.logical_date,
+                "report_day": run.day,
+                "status": "success",
+                "publication": planned.publication + 1,
+                "days_rebuilt": list(planned.days),
+                "telemetry_rows": sum(e.telemetry_rows for e in extracted),
+                "events_beyond_lookback": planned.events_beyond_lookback,
+                "events_bad_time": planned.events_bad_time,
+                "crm_full_refresh": crm.crm_full_refresh,
+                "crm_items": crm.crm_items,
+                "crm_rejects": crm.crm_rejects,
+                "crm_changed_users": rows.crm_changed_users,
+                "report_rows": rows.report_rows,
+                "refreshed_rows": rows.refreshed_rows,
+                "published_rows": published,
+                "watermark_before": planned.watermark_before,
+                "watermark_after": planned.watermark_after,
+                "crm_watermark_before": crm.crm_watermark_before,
+                "crm_watermark_after": _crm_watermark(client),
+                "stage_seconds": {
+                    "plan_report_days": planned.seconds,
+                    "extract_telemetry": sum(e.seconds for e in extracted),
+                    "extract_crm_data": crm.seconds,
+                    "transform_data": rows.seconds,
+                    "load_to_clickhouse": seconds,
+                },
             },
-        },
-    )
+        )
     run.stage.drop_all(client)
     return Loaded(
         published_rows=published,
@@ -295,22 +334,10 @@ def run_all(
 ) -> RunResult:
     """Every stage in the DAG's order, in this process, without Airflow (tests, benchmarks)."""
     config = config or settings()
+    sources = Sources(dsn, session, base_url)
     store = create_data_mart_table(client, config)
-    planned = plan_report_days(dsn, client, run, config)
-    extracted = [
-        extract_telemetry(dsn, client, run, planned, shard=shard, config=config)
-        for shard in range(planned.shards)
-    ]
-    crm = extract_crm_data(session, base_url, client, run, config)
-    rows = transform_data(client, run, planned, crm)
-    checks = check_data_quality(client, run, planned, crm, config)
-    loaded = load_to_clickhouse(client, run, planned, extracted, crm, rows, config)
-    return RunResult(
-        store=store,
-        plan=planned,
-        extracted=extracted,
-        crm=crm,
-        rows=rows,
-        checks=checks,
-        loaded=loaded,
+    ready = prepare(sources, client, run, config)
+    loaded = load_to_clickhouse(
+        sources, client, run, ready.plan, ready.extracted, ready.crm, ready.rows, config
     )
+    return RunResult(**dict(ready), store=store, loaded=loaded)

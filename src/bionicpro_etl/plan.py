@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from clickhouse_connect.driver.client import Client
 
-from bionicpro_etl import postgres
+from bionicpro_etl import fence, postgres
 from bionicpro_etl.config import Settings
 from bionicpro_etl.queries import sql, statements
 from bionicpro_etl.report_day import day_bounds, storable_bounds
@@ -82,6 +82,7 @@ def plan_days(
     """The own day is rebuilt when it has never been published (or when forced); once it has,
     it changes only through arrivals, which the watermark finds. So a run with nothing new
     rebuilds nothing. Arrivals for later days count only for those already published."""
+    fenced = fence.latest(client)  # before the watermark: a publication in between re-plans
     before = published_watermark(client)
     with psycopg.connect(postgres.bounded(dsn, config), autocommit=True) as conn:
         require_ended(conn, own_day, config)
@@ -93,6 +94,7 @@ def plan_days(
         lookback_start=found.lookback_start,
         watermark_before=before,
         watermark_after=found.until,
+        publication=fenced,
         events_beyond_lookback=found.beyond,
         events_bad_time=found.bad_time,
     )

@@ -89,6 +89,8 @@ class Plan(StageResult):
     # Arrived events whose time no report day can have (1960, 2200, infinity, far ahead of their
     # arrival: a broken clock); never rows, never days to rebuild.
     events_bad_time: int = 0
+    # The latest publication when the run planned: its fence (fence.py).
+    publication: int = 0
     # How many mapped tasks share the telemetry extract (each reads the users whose hash falls
     # to it modulo this): decided once, here, and expanded over, so every shard agrees.
     shards: int = Field(default=1, ge=1)
@@ -142,15 +144,20 @@ class Loaded(StageResult):
     complete: dict[date, bool] = Field(default_factory=dict)
 
 
-class RunResult(StageResult):
-    """Every stage's result of one run, as `pipeline.run_all` returns them."""
+class Prepared(StageResult):
+    """What a load publishes: the results of the stages between the store and the load."""
 
-    store: StoreReady
     plan: Plan
     extracted: list[TelemetryExtract]
     crm: CrmExtract
     rows: Transformed
     checks: Checked
+
+
+class RunResult(Prepared):
+    """Every stage's result of one run, as `pipeline.run_all` returns them."""
+
+    store: StoreReady
     loaded: Loaded
 
     @property

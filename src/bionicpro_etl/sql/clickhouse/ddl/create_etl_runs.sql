@@ -1,11 +1,13 @@
 -- The run log: one row per finished run. The telemetry watermark is read back from it (the
 -- latest successful run's watermark_after), so it advances only when a whole run has published.
+-- A successful run's `publication` numbers it among all publications (fence.py).
 CREATE TABLE IF NOT EXISTS bionicpro_reports.etl_runs
 (
     run_id                 String,
     logical_date           Nullable(DateTime64(3, 'UTC')),
     report_day             Date,
     status                 LowCardinality(String),
+    publication            UInt64,
     finished_at            DateTime64(3, 'UTC') DEFAULT now64(3),
     days_rebuilt           Array(Date),
     telemetry_rows         UInt64,
@@ -31,3 +33,5 @@ ORDER BY (finished_at, run_id);
 -- Migrations of the run log (see create_data_mart.sql).
 -- migration 2: events_bad_time, the arrivals whose event time no report day can have
 ALTER TABLE bionicpro_reports.etl_runs ADD COLUMN IF NOT EXISTS events_bad_time UInt64 AFTER events_beyond_lookback;
+-- migration 6: publication, the number of a successful run's publication (0 before the fence)
+ALTER TABLE bionicpro_reports.etl_runs ADD COLUMN IF NOT EXISTS publication UInt64 AFTER status;
