@@ -4,7 +4,7 @@ month is replaced (a summary fed by inserts would count the replaced day twice).
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, timedelta
 
 from conftest import FIRST_DAY, LAST_DAY, add_late_events, build_day
 
@@ -53,13 +53,13 @@ def user_5_actions(ch, month: date) -> int:
     ).result_rows[0][0]
 
 
-def test_summary_equals_the_mart_and_follows_a_replaced_day(stack, ch, crm):
+def test_summary_equals_the_mart_and_follows_a_replaced_day(stack, ch, crm, no_lag):
     month = date(2024, 1, 1)
     build_day(stack, ch, crm, LAST_DAY, "summary_a")
     assert_summary_matches_mart(ch, month)
     before = user_5_actions(ch, month)
 
-    add_late_events(stack, FIRST_DAY, "PROT-SUMMARY", 6)
+    add_late_events(stack, FIRST_DAY, "PROT-SUMMARY", 6, ago=timedelta(0))  # past any watermark
     build_day(stack, ch, crm, LAST_DAY, "summary_b")  # replaces FIRST_DAY in the mart
     assert_summary_matches_mart(ch, month)
     after = user_5_actions(ch, month)
