@@ -62,6 +62,13 @@ class Settings:
     arrival_lag_seconds: int = _setting(
         300, "arrivals this recent wait for the next run (their transactions may be in flight)"
     )
+    arrival_overlap_seconds: int = _setting(
+        3600,
+        "rows that commit late (their `received_at` is their transaction's start, or a replica"
+        " shows them late) are found up to this far below the watermark: each run counts the"
+        " events per day received in this window below its bound, the next run counts them again,"
+        " and a day whose count grew is rebuilt",
+    )
     schedule: str = _setting("0 2 * * *", "the DAG's schedule (cron, in the report zone)")
     telemetry_shards: int = _setting(
         1, "how many mapped tasks share the telemetry extract (by a hash of user_id)"

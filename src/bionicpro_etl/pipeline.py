@@ -303,6 +303,8 @@ def load_to_clickhouse(
                 "published_rows": published,
                 "watermark_before": planned.watermark_before,
                 "watermark_after": planned.watermark_after,
+                "overlap_from": planned.overlap_from,
+                "overlap_counts": planned.overlap_counts,
                 "crm_watermark_before": crm.crm_watermark_before,
                 "crm_watermark_after": _crm_watermark(client),
                 "stage_seconds": {

@@ -10,7 +10,8 @@ half-done run loses nothing: the next one reads the same arrivals again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -24,14 +25,31 @@ from bionicpro_etl.report_day import day_bounds, storable_bounds
 from bionicpro_etl.run import Plan, as_utc
 
 
+@dataclass(frozen=True)
+class Published:
+    """How far the latest publication read arrivals, and what it counted in the window below."""
+
+    watermark: datetime | None = None
+    overlap_from: datetime | None = None
+    overlap_counts: Mapping[date, int] = field(default_factory=dict)
+
+
+def last_published(client: Client) -> Published:
+    """The latest publication's watermark and overlap window; empty before the first one."""
+    rows = client.query(
+        "SELECT watermark_after, overlap_from, overlap_counts FROM bionicpro_reports.etl_runs"
+        " WHERE status = 'success' AND watermark_after IS NOT NULL"
+        " ORDER BY publication DESC, watermark_after DESC LIMIT 1"
+    ).result_rows
+    if not rows:
+        return Published()
+    watermark, overlap_from, counts = rows[0]
+    return Published(as_utc(watermark), as_utc(overlap_from), counts)
+
+
 def published_watermark(client: Client) -> datetime | None:
     """How far the published runs have read arrivals; None before the first one."""
-    rows = client.query(
-        "SELECT watermark_after FROM bionicpro_reports.etl_runs"
-        " WHERE status = 'success' AND watermark_after IS NOT NULL"
-        " ORDER BY watermark_after DESC LIMIT 1"
-    ).result_rows
-    return as_utc(rows[0][0]) if rows else None
+    return last_published(client).watermark
 
 
 class DayNotEnded(ValueError):
@@ -83,17 +101,19 @@ def plan_days(
     it changes only through arrivals, which the watermark finds. So a run with nothing new
     rebuilds nothing. Arrivals for later days count only for those already published."""
     fenced = fence.latest(client)  # before the watermark: a publication in between re-plans
-    before = published_watermark(client)
+    last = last_published(client)
     with psycopg.connect(postgres.bounded(dsn, config), autocommit=True) as conn:
         require_ended(conn, own_day, config)
-        found = arrivals(conn, before, own_day, config)
+        found = arrivals(conn, last, own_day, config)
     own = {own_day} if force or not published(client, own_day) else set()
     later = published_after(client, own_day)
     return Plan(
         days=tuple(sorted({d for d in found.days if d <= own_day or d in later} | own)),
         lookback_start=found.lookback_start,
-        watermark_before=before,
+        watermark_before=last.watermark,
         watermark_after=found.until,
+        overlap_from=found.overlap_from,
+        overlap_counts=found.overlap_counts,
         publication=fenced,
         events_beyond_lookback=found.beyond,
         events_bad_time=found.bad_time,
@@ -111,15 +131,20 @@ class Arrivals:
     days: frozenset[date]
     beyond: int
     bad_time: int = 0
+    overlap_from: datetime | None = None
+    overlap_counts: Mapping[date, int] = field(default_factory=dict)
 
 
 def arrivals(
-    conn: psycopg.Connection[Any], watermark: datetime | None, own_day: date, config: Settings
+    conn: psycopg.Connection[Any], last: Published, own_day: date, config: Settings
 ) -> Arrivals:
     """The arrivals in (watermark, bound], the bound being the latest received_at outside the
-    arrival lag. A first run (no watermark) takes every look-back day with events received by
-    the bound, and none older: it probes its look-back days, and groups only later ones."""
+    arrival lag, and the rows that committed late below the watermark: those of the days whose
+    count in the last publication's overlap window grew. A first run (no watermark) takes every
+    look-back day with events received by the bound, and none older: it probes its look-back
+    days, and groups only later ones."""
     tz = config.report_tz
+    watermark = last.watermark
     lookback_start = own_day - timedelta(days=config.lookback_days)
     lag = config.arrival_lag_seconds
     (floor,) = conn.execute(
@@ -135,6 +160,7 @@ def arrivals(
         else set()
     )
     earliest, latest = storable_bounds(tz)
+    own_from = until - timedelta(seconds=config.arrival_overlap_seconds) if until else None
     counted = conn.execute(
         sql("postgres/arrivals"),
         {
@@ -145,15 +171,27 @@ def arrivals(
             "earliest": earliest,
             "latest": latest,
             "tolerance": config.future_tolerance_seconds,
+            "previous_from": last.overlap_from,
+            "own_from": own_from,
         },
     ).fetchall()
-    dated = [(day, events) for day, events in counted if day is not None]
+    # Events that arrived, and events that committed late: the growth of a day's count in the
+    # last publication's window (a day it did not count had none then).
+    found = [(day, events) for day, events, _, _ in counted if events]
+    found += [
+        (day, previous - last.overlap_counts.get(day, 0))
+        for day, _, previous, _ in counted
+        if previous > last.overlap_counts.get(day, 0)
+    ]
+    dated = [(day, events) for day, events in found if day is not None]
     return Arrivals(
         lookback_start=lookback_start,
         until=until,
         days=frozenset(probed | {day for day, _ in dated if day >= lookback_start}),
         beyond=sum(events for day, events in dated if day < lookback_start),
-        bad_time=sum(events for day, events in counted if day is None),
+        bad_time=sum(events for day, events in found if day is None),
+        overlap_from=own_from,
+        overlap_counts={day: own for day, _, _, own in counted if day is not None and own},
     )
 
 

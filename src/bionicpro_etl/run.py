@@ -85,6 +85,10 @@ class Plan(StageResult):
     lookback_start: date
     watermark_before: datetime | None
     watermark_after: datetime | None
+    # The events per report day received in (overlap_from, watermark_after] as the plan saw
+    # them: the next run counts them again to find rows that committed late (plan.py).
+    overlap_from: datetime | None = None
+    overlap_counts: dict[date, int] = Field(default_factory=dict)
     events_beyond_lookback: int
     # Arrived events whose time no report day can have (1960, 2200, infinity, far ahead of their
     # arrival: a broken clock); never rows, never days to rebuild.

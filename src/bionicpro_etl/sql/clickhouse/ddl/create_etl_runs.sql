@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS bionicpro_reports.etl_runs
     published_rows         UInt64,
     watermark_before       Nullable(DateTime64(6, 'UTC')),
     watermark_after        Nullable(DateTime64(6, 'UTC')),
+    overlap_from           Nullable(DateTime64(6, 'UTC')),
+    overlap_counts         Map(Date, UInt64),
     crm_watermark_before   Nullable(DateTime64(6, 'UTC')),
     crm_watermark_after    Nullable(DateTime64(6, 'UTC')),
     stage_seconds          Map(String, Float64),
@@ -35,3 +37,7 @@ ORDER BY (finished_at, run_id);
 ALTER TABLE bionicpro_reports.etl_runs ADD COLUMN IF NOT EXISTS events_bad_time UInt64 AFTER events_beyond_lookback;
 -- migration 6: publication, the number of a successful run's publication (0 before the fence)
 ALTER TABLE bionicpro_reports.etl_runs ADD COLUMN IF NOT EXISTS publication UInt64 AFTER status;
+-- migration 7: overlap_from, overlap_counts, the window below the watermark that the next run counts again
+ALTER TABLE bionicpro_reports.etl_runs
+    ADD COLUMN IF NOT EXISTS overlap_from Nullable(DateTime64(6, 'UTC')) AFTER watermark_after,
+    ADD COLUMN IF NOT EXISTS overlap_counts Map(Date, UInt64) AFTER overlap_from;
