@@ -16,7 +16,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import (
+    AsyncCallback,
+    CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    dag,
+    task,
+)
 
 from bionicpro_etl import assets, callbacks, notify
 from bionicpro_etl.config import settings
@@ -32,6 +40,12 @@ REPORT_TZ = pendulum.timezone(CONFIG.report_tz.key)
     start_date=pendulum.datetime(2024, 1, 1, tz=REPORT_TZ),
     catchup=False,
     max_active_runs=1,  # a run publishes by rewriting months: one writer at a time
+    # Fresh by 06:00: a run not finished 4 h after it was queued is reported (notify.py).
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=timedelta(seconds=CONFIG.freshness_deadline_seconds),
+        callback=AsyncCallback(callbacks.deadline_missed),
+    ),
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=5),

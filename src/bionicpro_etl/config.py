@@ -119,6 +119,12 @@ class Settings:
         "how long a load waits for another run's load to finish (one publication at a time: an"
         " advisory lock on the telemetry database) before it fails",
     )
+    freshness_deadline_seconds: int = _setting(
+        4 * 3600,
+        "the Deadline Alert: when a run has not finished this long after it was queued (4 h: the"
+        " night's run by 06:00 report time), the notifiers are told which run, which day and"
+        " what is still running",
+    )
     staging_max_age_hours: float = _setting(
         24.0,
         "staging tables (a run's scratch space, holding CRM personal data) older than this are a"

@@ -1,4 +1,5 @@
-"""Telling people: a task that failed, or data-quality checks at warn level, through Airflow's
+"""Telling people: a task that failed, data-quality checks at warn level, or a run that has not
+finished by its deadline, through Airflow's
 notifiers (the smtp provider's `SmtpNotifier`, the slack provider's `SlackWebhookNotifier`).
 
 Off by default; the settings choose the channels (config.py: `notify_email` with `notify_from`
@@ -102,6 +103,62 @@ def quality_warnings(context: Mapping[str, Any], warnings: list[str]) -> None:
         body=f"{facts}\n\nWarnings:\n{listed}",
     )
     _send(channels, context, message)
+
+
+# Task states of a run that has not finished, as a person would say them.
+STILL_RUNNING = {"running": "running", "queued": "queued", "deferred": "deferred",
+                 "up_for_retry": "failed, waiting to retry", "restarting": "restarting",
+                 "up_for_reschedule": "waiting to run again"}  # fmt: skip
+NOT_STARTED = {None, "none", "scheduled"}
+
+
+def deadline_missed(context: Mapping[str, Any], task_states: Mapping[str, str | None]) -> None:
+    """The Deadline Alert (see callbacks.deadline_missed): the run has not finished by its
+    deadline. Which run, which report day, its state, and what is still running, what has not
+    started and what is done. `context` is what Airflow gives a deadline callback: the run (as
+    the REST API shows it) and the deadline."""
+    if not (channels := notifiers()):
+        return
+    from bionicpro_etl.run import Run
+
+    dag_run, deadline = context["dag_run"], context.get("deadline") or {}
+    logical_date = _instant(dag_run.get("logical_date"))
+    day = Run.day_of(logical_date, _instant(dag_run["run_after"])).isoformat()
+    running = sorted((t, STILL_RUNNING[s]) for t, s in task_states.items() if s in STILL_RUNNING)
+    waiting = sorted(t for t, s in task_states.items() if s in NOT_STARTED)
+    done = sorted(
+        (t, s) for t, s in task_states.items() if s not in STILL_RUNNING and s not in NOT_STARTED
+    )
+    lines = [
+        f"DAG: {dag_run['dag_id']}",
+        f"Run: {dag_run['dag_run_id']} ({dag_run.get('state')})",
+        f"Report day: {day}",
+        f"Queued at: {dag_run.get('queued_at')}",
+        f"Deadline: {deadline.get('deadline_time')}",
+        "",
+        "Still running:",
+        *(
+            [f"- {task}: {state}" for task, state in running]
+            or ["- no task (the run waits to start)"]
+        ),
+    ]
+    if waiting:
+        lines += ["", f"Not started yet: {', '.join(waiting)}"]
+    if done:
+        lines += ["", f"Done: {', '.join(f'{task} ({state})' for task, state in done)}"]
+    message = Message(
+        subject=f"[bionicpro] {dag_run['dag_id']} has not finished report day {day} by its"
+        " deadline",
+        body="\n".join(lines),
+    )
+    _send(channels, context, message)
+
+
+def _instant(value: Any) -> Any:
+    """A datetime as the deadline context carries it (an ISO string in its JSON form)."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _facts(context: Mapping[str, Any]) -> tuple[str, str]:

@@ -36,20 +36,26 @@ class Run:
     def of(cls, context: Mapping[str, Any], config: Settings | None = None) -> Run:
         """The run an Airflow task context describes. A manual trigger without a logical date
         builds the day before the one it was triggered on, as if it were that night's run."""
-        tz = (config or settings()).report_tz
         logical_date: datetime | None = context.get("logical_date")
-        if logical_date is not None:
-            day = report_day_of(logical_date, tz)
-        else:
-            day = report_day_of(context["dag_run"].run_after, tz) - timedelta(days=1)
         params = context.get("params") or {}
         return cls(
             run_id=context["run_id"],
-            day=day,
+            day=cls.day_of(logical_date, context["dag_run"].run_after, config),
             logical_date=logical_date,
             crm_full_refresh=bool(params.get("crm_full_refresh", False)),
             force_rebuild=bool(params.get("force_rebuild", False)),
         )
+
+    @staticmethod
+    def day_of(
+        logical_date: datetime | None, run_after: datetime, config: Settings | None = None
+    ) -> date:
+        """The report day of a DAG run: its logical date's, or for a run without one (a manual
+        trigger) the day before the one it runs after."""
+        tz = (config or settings()).report_tz
+        if logical_date is not None:
+            return report_day_of(logical_date, tz)
+        return report_day_of(run_after, tz) - timedelta(days=1)
 
     @property
     def stage(self) -> Staging:

@@ -1,0 +1,72 @@
+"""The freshness deadline, on a running Airflow with a deadline of a few seconds: the night's run
+is still going when it passes, and the notifiers are told which run, which day and what is
+still running, through a real SMTP server."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timedelta
+
+from airflow.sdk import DeadlineReference
+from airflow_services import DAGS, wait_for
+from conftest import MOSCOW, NOTIFY_TO, TEST_DEADLINE_SECONDS, crm_fault
+
+from bionicpro_etl.report_day import report_day_of
+
+TASKS = {
+    "create_data_mart_table", "plan_report_days", "telemetry_shards", "extract_telemetry",
+    "extract_crm_data", "transform_data", "check_data_quality", "load_to_clickhouse",
+}  # fmt: skip
+
+
+def deadline_mail(services) -> list:
+    return [m for m in services.inbox.messages() if "by its deadline" in m["Subject"]]
+
+
+def test_a_run_past_its_deadline_is_reported_with_what_is_still_running(
+    airflow_services, stack, crm_faults
+):
+    services = airflow_services
+    # The CRM answers slowly, so the run is surely still going when the deadline passes.
+    crm_fault(stack, kind="delay", seconds=20)
+    # Unpaused, the DAG gets its latest nightly run from the scheduler.
+    services.patch("dags/reports_etl_dag", {"is_paused": False})
+    try:
+        wait_for(lambda: deadline_mail(services), 180, f"the mail\n{services.log_tail()}")
+        run = services.runs("reports_etl_dag")[-1]
+        # The run ends by itself (the CRM's delay is shorter than its read timeout).
+        finished = wait_for(
+            lambda: (
+                services.get(f"dags/reports_etl_dag/dagRuns/{run['dag_run_id']}")["state"]
+                in ("success", "failed")
+            ),
+            300,
+            "the run to finish",
+        )
+    finally:
+        services.patch("dags/reports_etl_dag", {"is_paused": True})
+    assert finished
+
+    (message,) = deadline_mail(services)  # one, whatever else the run sent (quality warnings)
+    assert message["To"] == NOTIFY_TO
+    day = report_day_of(datetime.fromisoformat(run["logical_date"]), MOSCOW).isoformat()
+    assert message["Subject"] == (
+        f"[bionicpro] reports_etl_dag has not finished report day {day} by its deadline"
+    )
+    body = html.unescape(re.sub(r"<[^>]+>", "", message.get_body().get_content()))
+    assert f"Run: {run['dag_run_id']}" in body
+    assert f"Report day: {day}" in body
+    assert f"Queued at: {run['queued_at'][:19]}" in body
+    still_running = body.split("Still running:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    named = {line[2:].split(":", 1)[0] for line in still_running}
+    assert still_running and named <= TASKS  # the tasks that were not finished, with their state
+
+
+def test_the_dag_has_a_deadline_of_four_hours_after_it_is_queued_by_default():
+    from airflow.dag_processing.dagbag import DagBag
+
+    (alert,) = DagBag(dag_folder=str(DAGS)).dags["reports_etl_dag"].deadline
+    assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert alert.interval == timedelta(hours=4) != timedelta(seconds=TEST_DEADLINE_SECONDS)
+    assert alert.callback.path == "bionicpro_etl.callbacks.deadline_missed"
