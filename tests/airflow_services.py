@@ -93,6 +93,16 @@ class AirflowServices:
         response.raise_for_status()
         return response.json()
 
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = requests.post(f"{self.api}/api/v2/{path}", json=body, timeout=30)
+        assert response.ok, response.text
+        return response.json()
+
+    @property
+    def lineage_file(self) -> Path:
+        """Where OpenLineage's file transport writes its events, a line each."""
+        return self.home / "openlineage.jsonl"
+
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self.get(f"dags/{dag_id}/dagRuns", order_by="run_after")["dag_runs"]
 

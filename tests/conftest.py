@@ -3,6 +3,7 @@ and the chDB engine, in a temporary folder, with a small generated data set."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -137,17 +138,24 @@ def airflow_services(
 ) -> Iterator[AirflowServices]:
     """A running Airflow on the stack (API server, scheduler, triggerer), which mails its
     notifications to a real SMTP server (`airflow_services.inbox`), with a freshness deadline
-    of TEST_DEADLINE_SECONDS. Started once, for the tests that need one."""
+    of TEST_DEADLINE_SECONDS, and OpenLineage's file transport on (`.home/openlineage.jsonl`).
+    Started once, for the tests that need one."""
     smtp_port = free_port()
     inbox, controller = smtp_inbox.start(smtp_port)
+    home = tmp_path_factory.mktemp("airflow_services")
+    lineage_file = home / "openlineage.jsonl"
     services = AirflowServices(
         stack,
-        tmp_path_factory.mktemp("airflow_services"),
+        home,
         free_port(),
         {
             "AIRFLOW_CONN_SMTP_DEFAULT": smtp_inbox.smtp_conn(smtp_port),
             "BIONICPRO_NOTIFY_EMAIL": NOTIFY_TO,
             "BIONICPRO_FRESHNESS_DEADLINE_SECONDS": str(TEST_DEADLINE_SECONDS),
+            # OpenLineage on: every event a line of this file
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "file", "log_file_path": str(lineage_file), "append": True}
+            ),
         },
     )
     services.inbox = inbox

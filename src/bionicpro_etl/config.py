@@ -123,7 +123,7 @@ class Settings:
         4 * 3600,
         "the Deadline Alert: when a run has not finished this long after it was queued (4 h: the"
         " night's run by 06:00 report time), the notifiers are told which run, which day and"
-        " what is still running",
+        " what is still running; 0: no deadline",
     )
     staging_max_age_hours: float = _setting(
         24.0,

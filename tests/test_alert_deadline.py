@@ -1,4 +1,7 @@
-"""The freshness deadline, on a running Airflow with a deadline of a few seconds: the night's run
+"""(Named to run before the other tests of the running Airflow: their `airflow dags test` runs
+store the DAG as `dags test` parses it, without its deadline.)
+
+The freshness deadline, on a running Airflow with a deadline of a few seconds: the night's run
 is still going when it passes, and the notifiers are told which run, which day and what is
 still running, through a real SMTP server."""
 
@@ -28,6 +31,8 @@ def test_a_run_past_its_deadline_is_reported_with_what_is_still_running(
     airflow_services, stack, crm_faults
 ):
     services = airflow_services
+    services.cli("dags", "reserialize")  # the DAG as Airflow parses it (`dags test` leaves
+    # out the deadline, see the DAG file)
     # The CRM answers slowly, so the run is surely still going when the deadline passes.
     crm_fault(stack, kind="delay", seconds=20)
     # Unpaused, the DAG gets its latest nightly run from the scheduler.

@@ -1,0 +1,78 @@
+"""OpenLineage through the official provider, on a running Airflow with the file transport: every
+task's event names the PostgreSQL table, the CRM endpoint and the ClickHouse tables it reads and
+writes; the ClickHouse tables and the CRM endpoint by this project's own asset URIs."""
+
+from __future__ import annotations
+
+import json
+
+from airflow_services import wait_for
+
+from bionicpro_etl.staging import Staging
+
+PG = "postgres://localhost:5432"
+CH = "clickhouse://localhost:8123"
+TELEMETRY = (PG, "bionicpro.public.telemetry_events")
+
+
+def store(*tables: str) -> set[tuple[str, str]]:
+    return {(CH, f"bionicpro_reports.{t}") for t in tables}
+
+
+def expected(key: str, crm: str) -> dict[str, tuple[set, set]]:
+    def staged(*kinds: str) -> set[tuple[str, str]]:
+        return {(CH, f"bionicpro_staging.{kind}_{key}") for kind in kinds}
+
+    return {
+        "create_data_mart_table": (set(), store(
+            "reports_data_mart", "user_monthly_summary", "crm_orders", "crm_rejects", "etl_runs",
+            "quality_checks", "published_days")),
+        "plan_report_days": ({TELEMETRY} | store("etl_runs"), staged("telemetry")),
+        "telemetry_shards": (set(), set()),
+        "extract_telemetry": ({TELEMETRY}, staged("telemetry_s0")),
+        "extract_crm_data": ({(crm, "/api/v1/customers")} | store("etl_runs", "crm_orders"),
+                             staged("crm_items") | store("crm_rejects")),
+        "transform_data": (staged("telemetry", "crm_items") | store("crm_orders", "reports_data_mart"),
+                           staged("crm_orders_next", "changed_users", "crm_fields", "report_rows")),
+        "check_data_quality": (staged("report_rows", "telemetry") | store("reports_data_mart"),
+                               store("quality_checks")),
+        "load_to_clickhouse": (staged("report_rows", "changed_users", "crm_orders_next")
+                               | store("etl_runs"),
+                               store("reports_data_mart", "user_monthly_summary", "crm_orders",
+                                     "published_days", "etl_runs")),
+    }  # fmt: skip
+
+
+def test_every_task_names_the_datasets_it_reads_and_writes(airflow_services, stack):
+    services = airflow_services
+    run_id = services.post(
+        "dags/reports_etl_dag/dagRuns",
+        {"logical_date": "2024-01-04T23:00:00Z", "conf": {"force_rebuild": True}},
+    )["dag_run_id"]
+    services.patch("dags/reports_etl_dag", {"is_paused": False})
+    try:
+        wait_for(
+            lambda: (
+                services.get(f"dags/reports_etl_dag/dagRuns/{run_id}")["state"]
+                in ("success", "failed")
+            ),
+            600,
+            f"the run\n{services.log_tail()}",
+        )
+    finally:
+        services.patch("dags/reports_etl_dag", {"is_paused": True})
+    assert services.get(f"dags/reports_etl_dag/dagRuns/{run_id}")["state"] == "success"
+
+    events = [json.loads(line) for line in services.lineage_file.read_text().splitlines()]
+    completed = {
+        e["job"]["name"].removeprefix("reports_etl_dag."): e
+        for e in events
+        if e["eventType"] == "COMPLETE"
+        and e["run"]["facets"].get("airflow", {}).get("dagRun", {}).get("run_id") == run_id
+    }
+    want = expected(Staging.for_run(run_id).key, f"http://127.0.0.1:{stack.crm_port}")
+    assert set(completed) == set(want)
+    for task, (inputs, outputs) in want.items():
+        event = completed[task]
+        assert {(d["namespace"], d["name"]) for d in event["inputs"]} == inputs, task
+        assert {(d["namespace"], d["name"]) for d in event["outputs"]} == outputs, task
