@@ -37,6 +37,10 @@ class AirflowServices:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # the REST API, open
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),  # one for every process
             "AIRFLOW__API__PORT": str(port),
+            # `dags reserialize` stores the DAG as parsed at once, also right after an `airflow
+            # dags test` stored its own copy (without the deadline, see the DAG file); Airflow
+            # would otherwise skip a write within 30 s of the last one.
+            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",
             **env,
         }
         self.env.pop("BIONICPRO_REPORT_TZ", None)

@@ -1,7 +1,4 @@
-"""(Named to run before the other tests of the running Airflow: their `airflow dags test` runs
-store the DAG as `dags test` parses it, without its deadline.)
-
-The freshness deadline, on a running Airflow with a deadline of a few seconds: the night's run
+"""The freshness deadline, on a running Airflow with a deadline of a few seconds: the night's run
 is still going when it passes, and the notifiers are told which run, which day and what is
 still running, through a real SMTP server."""
 
@@ -31,15 +28,17 @@ def test_a_run_past_its_deadline_is_reported_with_what_is_still_running(
     airflow_services, stack, crm_faults
 ):
     services = airflow_services
-    services.cli("dags", "reserialize")  # the DAG as Airflow parses it (`dags test` leaves
-    # out the deadline, see the DAG file)
+    # The DAG as Airflow parses it: an earlier test's `airflow dags test` stored it without the
+    # deadline (see the DAG file).
+    services.cli("dags", "reserialize")
     # The CRM answers slowly, so the run is surely still going when the deadline passes.
     crm_fault(stack, kind="delay", seconds=20)
     # Unpaused, the DAG gets its latest nightly run from the scheduler.
     services.patch("dags/reports_etl_dag", {"is_paused": False})
     try:
         wait_for(lambda: deadline_mail(services), 180, f"the mail\n{services.log_tail()}")
-        run = services.runs("reports_etl_dag")[-1]
+        # The nightly run (an earlier test's `dags test` runs may come after it by run_after).
+        (run,) = [r for r in services.runs("reports_etl_dag") if r["run_type"] == "scheduled"]
         # The run ends by itself (the CRM's delay is shorter than its read timeout).
         finished = wait_for(
             lambda: (

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 # The telemetry table, as the contract names it.
 TELEMETRY = "public.telemetry_events"
-REPORTS = "bionicpro_reports"
 # The store's tables that create_data_mart_table creates and migrates.
 STORE_TABLES = (
     "reports_data_mart", "user_monthly_summary", "crm_orders", "crm_rejects", "etl_runs",
@@ -50,13 +49,17 @@ class Datasets:
 
 def task_datasets(task_id: str, stage: Staging, shard: int = 0) -> tuple[Datasets, Datasets]:
     """The inputs and the outputs of one task of `reports_etl_dag` in the run of `stage`."""
-    staged = f"bionicpro_staging.{{}}_{stage.key}".format
+    from bionicpro_etl import schema, staging
+
+    def staged(table: str) -> str:
+        return f"{staging.DATABASE}.{table}"
 
     def store(*tables: str) -> tuple[str, ...]:
-        return tuple(f"{REPORTS}.{table}" for table in tables)
+        return tuple(f"{schema.DATABASE}.{table}" for table in tables)
 
-    report_rows, crm_orders_next = staged("report_rows"), staged("crm_orders_next")
-    telemetry, changed_users = staged("telemetry"), staged("changed_users")
+    report_rows, crm_orders_next = staged(stage.report_rows), staged(stage.crm_orders_next)
+    telemetry, changed_users = staged(stage.telemetry), staged(stage.changed_users)
+    crm_items = staged(stage.crm_items)
     known: dict[str, tuple[Datasets, Datasets]] = {
         "create_data_mart_table": (Datasets(), Datasets(clickhouse=store(*STORE_TABLES))),
         "plan_report_days": (
@@ -65,15 +68,15 @@ def task_datasets(task_id: str, stage: Staging, shard: int = 0) -> tuple[Dataset
         ),
         "extract_telemetry": (
             Datasets(postgres=(TELEMETRY,)),
-            Datasets(clickhouse=(staged(f"telemetry_s{shard}"),)),
+            Datasets(clickhouse=(staged(stage.telemetry_shard(shard)),)),
         ),
         "extract_crm_data": (
             Datasets(crm=True, clickhouse=store("etl_runs", "crm_orders")),
-            Datasets(clickhouse=(staged("crm_items"), *store("crm_rejects"))),
+            Datasets(clickhouse=(crm_items, *store("crm_rejects"))),
         ),
         "transform_data": (
-            Datasets(clickhouse=(telemetry, staged("crm_items"), *store("crm_orders", "reports_data_mart"))),
-            Datasets(clickhouse=(crm_orders_next, changed_users, staged("crm_fields"), report_rows)),
+            Datasets(clickhouse=(telemetry, crm_items, *store("crm_orders", "reports_data_mart"))),
+            Datasets(clickhouse=(crm_orders_next, changed_users, staged(stage.crm_fields), report_rows)),
         ),
         "check_data_quality": (
             Datasets(clickhouse=(report_rows, telemetry, *store("reports_data_mart"))),
