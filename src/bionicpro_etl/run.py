@@ -37,10 +37,12 @@ class Run:
         """The run an Airflow task context describes. A manual trigger without a logical date
         builds the day before the one it was triggered on, as if it were that night's run."""
         logical_date: datetime | None = context.get("logical_date")
+        # A context with a logical date may carry no run (the tests' do not).
+        run_after = None if logical_date is not None else context["dag_run"].run_after
         params = context.get("params") or {}
         return cls(
             run_id=context["run_id"],
-            day=cls.day_of(logical_date, context["dag_run"].run_after, config),
+            day=cls.day_of(logical_date, run_after, config),
             logical_date=logical_date,
             crm_full_refresh=bool(params.get("crm_full_refresh", False)),
             force_rebuild=bool(params.get("force_rebuild", False)),
@@ -48,13 +50,14 @@ class Run:
 
     @staticmethod
     def day_of(
-        logical_date: datetime | None, run_after: datetime, config: Settings | None = None
+        logical_date: datetime | None, run_after: datetime | None, config: Settings | None = None
     ) -> date:
         """The report day of a DAG run: its logical date's, or for a run without one (a manual
         trigger) the day before the one it runs after."""
         tz = (config or settings()).report_tz
         if logical_date is not None:
             return report_day_of(logical_date, tz)
+        assert run_after is not None, "a run without a logical date has a run_after"
         return report_day_of(run_after, tz) - timedelta(days=1)
 
     @property
