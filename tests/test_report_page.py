@@ -96,3 +96,31 @@ def test_a_month_without_rows_names_the_months_that_have_some(built, ch, tmp_pat
     ).result_rows[0]
     page = report.write(ch, user_id, None, tmp_path)  # the user's latest month
     assert page.name == f"user-{user_id}-{latest:%Y-%m}.html"
+
+
+def test_a_day_that_is_not_complete_is_shaded_and_named(built, ch):
+    day, run_id = date(2020, 1, 15), "test_report_page_partial"
+    month = report.Month(day.replace(day=1))
+    ch.command(
+        "INSERT INTO bionicpro_reports.published_days VALUES ({day:Date}, false, NULL, {run:String})",
+        parameters={"day": day, "run": run_id},
+    )
+    try:
+        assert report.partial_days(ch, month) == [day]
+    finally:
+        ch.command(
+            "DELETE FROM bionicpro_reports.published_days WHERE run_id = {run:String}",
+            parameters={"run": run_id},
+        )
+    assert report.partial_days(ch, month) == []  # left as it was
+    assert report.partial_days(ch, JANUARY) == []  # the daily runs read past every day's end
+
+    user_id, prostheses = a_user(ch, known=True)
+    rows = report.month_rows(ch, user_id, JANUARY)
+    page = report.render(user_id, JANUARY, rows, [LAST_DAY])
+    assert f"<strong>Not complete: {LAST_DAY}</strong>" in page
+    # The day shaded in each prosthesis's four charts.
+    assert page.count('"type":"rect"') == 4 * prostheses
+    assert '"x0":"2024-01-06T12:00:00"' in page
+    whole = report.render(user_id, JANUARY, rows, report.partial_days(ch, JANUARY))
+    assert "Not complete" not in whole and '"type":"rect"' not in whole

@@ -1,5 +1,7 @@
 """One user's month as a picture: a self-contained HTML page with, per prosthesis, the daily
-usage hours, the actions by type, the response time and efficiency, and the battery.
+usage hours, the actions by type, the response time and efficiency, and the battery. A day the
+mart holds only so far (`published_days.complete` false) is shaded and named, so its low numbers
+are not read as a quiet day.
 
 `make report USER=123 MONTH=2026-11` (`python -m bionicpro_stack report 123 2026-11`) reads the
 mart of the embedded stack through clickhouse-connect, the pipeline's client, and writes the page
@@ -96,25 +98,40 @@ def month_rows(client: Client, user_id: int, month: Month) -> list[dict[str, Any
     return rows
 
 
+def partial_days(client: Client, month: Month) -> list[date]:
+    """The month's days that are not complete: the pipeline has not read past their end yet
+    (a sub-daily schedule publishes today while it runs), so the mart holds the day so far."""
+    return [
+        day
+        for (day,) in client.query(
+            "SELECT report_date FROM bionicpro_reports.published_days WHERE NOT complete"
+            " AND report_date BETWEEN {first_day:Date} AND {last_day:Date} ORDER BY report_date",
+            parameters={"first_day": month.first, "last_day": month.last},
+        ).result_rows
+    ]
+
+
 def write(client: Client, user_id: int, month: Month | None, out_dir: Path) -> Path:
     """The page of `user_id`'s `month` (default: their latest) in `out_dir`; returns its path."""
     if not client.command("EXISTS TABLE bionicpro_reports.reports_data_mart"):
         raise NoData("there is no bionicpro_reports.reports_data_mart yet: `make demo` builds one")
     month = month or latest_month(client, user_id)
-    page = render(user_id, month, month_rows(client, user_id, month))
+    page = render(user_id, month, month_rows(client, user_id, month), partial_days(client, month))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"user-{user_id}-{month}.html"
     path.write_text(page, encoding="utf-8")
     return path
 
 
-def render(user_id: int, month: Month, rows: Sequence[dict[str, Any]]) -> str:
-    """The whole page: who the user is (or that the CRM does not know them), then one figure per
-    prosthesis. plotly.js is included once, in the head."""
+def render(
+    user_id: int, month: Month, rows: Sequence[dict[str, Any]], partial: Sequence[date] = ()
+) -> str:
+    """The whole page: who the user is (or that the CRM does not know them), which days are not
+    complete, then one figure per prosthesis. plotly.js is included once, in the head."""
     sections = []
     for n, (prosthesis_id, days) in enumerate(groupby(rows, key=lambda r: r["prosthesis_id"])):
         days = list(days)
-        chart = figure(days, month).to_html(
+        chart = figure(days, month, partial).to_html(
             full_html=False,
             include_plotlyjs=False,
             div_id=f"prosthesis-{n}",
@@ -134,7 +151,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px
 h1 {{ font-size: 1.6rem; margin-bottom: .2rem; }}
 h2 {{ font-size: 1.2rem; margin: 2rem 0 .2rem; }}
 p.who, p.facts {{ margin: .2rem 0; }}
-p.unknown {{ background: #fff4e5; border-left: 4px solid #f0a030; padding: .5rem .8rem; }}
+p.unknown, p.partial {{ background: #fff4e5; border-left: 4px solid #f0a030; padding: .5rem .8rem; }}
 footer {{ color: #777; font-size: .85rem; margin-top: 2rem; }}
 </style>
 <script>{get_plotlyjs()}</script>
@@ -142,6 +159,7 @@ footer {{ color: #777; font-size: .85rem; margin-top: 2rem; }}
 <body>
 <h1>{html.escape(title)}</h1>
 {_who(user_id, rows)}
+{_partial(partial)}
 {"".join(sections)}
 <footer>From bionicpro_reports.reports_data_mart, {month.first} to {month.last}; made
 {generated}. Days without a bar had no telemetry.</footer>
@@ -166,6 +184,17 @@ def _who(user_id: int, rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def _partial(partial: Sequence[date]) -> str:
+    if not partial:
+        return ""
+    days = ", ".join(day.isoformat() for day in partial)
+    return (
+        f'<p class="partial"><strong>Not complete: {days}</strong> (shaded). The pipeline has not'
+        " yet read past the end of the day, so its charts show the day so far, not a day of low"
+        " use; they fill in with the next runs.</p>"
+    )
+
+
 def _prosthesis_heading(prosthesis_id: str, days: Sequence[dict[str, Any]]) -> str:
     latest = days[-1]
     if latest["status"] == "unknown":
@@ -182,8 +211,9 @@ def _prosthesis_heading(prosthesis_id: str, days: Sequence[dict[str, Any]]) -> s
     )
 
 
-def figure(days: Sequence[dict[str, Any]], month: Month) -> go.Figure:
-    """Four charts over the month, one above the other, sharing the days axis."""
+def figure(days: Sequence[dict[str, Any]], month: Month, partial: Sequence[date] = ()) -> go.Figure:
+    """Four charts over the month, one above the other, sharing the days axis; the days that
+    are not complete shaded across all four."""
     x = [d["report_date"] for d in days]
     fig = make_subplots(
         rows=4,
@@ -226,6 +256,12 @@ def figure(days: Sequence[dict[str, Any]], month: Month) -> go.Figure:
         legend={"orientation": "h", "y": -0.06},
         hovermode="x unified",
     )
+    for day in partial:
+        centre = datetime.combine(day, time())  # a day's bar stands on its date
+        fig.add_vrect(
+            x0=centre - timedelta(hours=12), x1=centre + timedelta(hours=12), row="all", col=1,
+            fillcolor="#f0a030", opacity=0.2, line_width=0, layer="below",
+        )  # fmt: skip
     # The whole month on the days axis, so a quiet week shows as a gap.
     first, last = (datetime.combine(day, time()) for day in (month.first, month.last))
     fig.update_xaxes(range=[first - timedelta(hours=15), last + timedelta(hours=15)])
