@@ -64,7 +64,10 @@ def test_a_run_past_its_deadline_is_reported_with_what_is_still_running(
     assert f"Queued at: {run['queued_at'][:19]}" in body
     still_running = body.split("Still running:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     named = {line[2:].split(":", 1)[0] for line in still_running}
-    assert still_running and named <= TASKS  # the tasks that were not finished, with their state
+    # The tasks not finished, each with its state; on a busy machine the deadline (two seconds)
+    # can pass before the scheduler has started any, and the alert says that instead.
+    assert still_running
+    assert named <= TASKS or still_running == ["- no task (the run waits to start)"]
 
 
 def test_the_dag_has_a_deadline_of_four_hours_after_it_is_queued_by_default():
