@@ -143,13 +143,13 @@ def reports_etl_dag() -> None:
             ).to_xcom()
 
     @task
-    def check_data_quality(plan: dict, crm: dict, **context) -> dict:
+    def check_data_quality(rows: dict, crm: dict, **context) -> dict:
         from bionicpro_etl import clients, pipeline
-        from bionicpro_etl.run import CrmExtract, Plan, Run
+        from bionicpro_etl.run import CrmExtract, Run, Transformed
 
         with clients.clickhouse() as ch:
             checks = pipeline.check_data_quality(
-                ch, Run.of(context), Plan.from_xcom(plan), CrmExtract.from_xcom(crm)
+                ch, Run.of(context), Transformed.from_xcom(rows), CrmExtract.from_xcom(crm)
             )
         notify.quality_warnings(context, checks.warnings)
         return checks.to_xcom()
@@ -184,8 +184,8 @@ def reports_etl_dag() -> None:
     extracted = extract_telemetry.partial(plan=plan).expand(shard=telemetry_shards(plan))
     rows = transform_data(plan, crm)
     extracted >> rows
-    checks = check_data_quality(plan, crm)
-    rows >> checks >> load_to_clickhouse(plan, extracted, crm, rows)
+    checks = check_data_quality(rows, crm)
+    checks >> load_to_clickhouse(plan, extracted, crm, rows)
 
 
 reports_etl_dag()

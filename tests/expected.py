@@ -50,15 +50,18 @@ def _crm(crm_dsn: str) -> tuple[dict, dict]:
     return orders, people
 
 
-def expected_mart(pg_dsn: str, crm_dsn: str, day: date, tz: ZoneInfo) -> dict[tuple, dict]:
-    """The mart rows of `day`, keyed by (user_id, prosthesis_id, report_date)."""
+def expected_mart(
+    pg_dsn: str, crm_dsn: str, day: date, tz: ZoneInfo, *, received_by: datetime | None = None
+) -> dict[tuple, dict]:
+    """The mart rows of `day`, keyed by (user_id, prosthesis_id, report_date), of the events
+    received by `received_by` (all of them by default)."""
     around = datetime(day.year, day.month, day.day, tzinfo=tz)
     with psycopg.connect(pg_dsn) as conn:
         events = conn.execute(
             "SELECT user_id, prosthesis_id, event_time, received_at, action_type,"
             " response_time_ms, battery_level, duration_seconds FROM telemetry_events"
-            " WHERE event_time BETWEEN %s AND %s",
-            (around - timedelta(days=1), around + timedelta(days=2)),
+            " WHERE event_time BETWEEN %s AND %s AND received_at <= %s",
+            (around - timedelta(days=1), around + timedelta(days=2), received_by or "infinity"),
         ).fetchall()
     groups: dict[tuple, list] = {}
     for user, prosthesis, when, received, *rest in events:

@@ -69,7 +69,7 @@ def test_no_value_the_columns_allow_stops_the_reports(stack, ch, crm):
         with psycopg.connect(stack.dsn("bionicpro")) as conn:
             conn.execute("DELETE FROM telemetry_events WHERE prosthesis_id = 'PROT-CLOCK'")
 
-    assert all(result.plan.lookback_start <= day <= LAST_DAY for day in result.plan.days)
+    assert all(result.plan.lookback_start <= day <= LAST_DAY for day in result.rows.days)
     assert last_run(ch)["events_bad_time"] == len(broken_clocks)
     assert ch.query(
         "SELECT count() FROM bionicpro_reports.reports_data_mart"

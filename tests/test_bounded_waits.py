@@ -108,8 +108,9 @@ def stage_work(stage: str, dsn: str, ch, run: pipeline.Run, config) -> Callable[
     if stage == "plan":
         return lambda: pipeline.plan_report_days(dsn, ch, run, config)
     planned = Plan(
-        days=(LAST_DAY,), lookback_start=LAST_DAY, watermark_before=None, watermark_after=None,
-        events_beyond_lookback=0,
+        days=(LAST_DAY,), read_whole=(LAST_DAY,), kept=(), lookback_start=LAST_DAY,
+        state_start=LAST_DAY, state_end=LAST_DAY, watermark_before=None, watermark_after=None,
+        reread_from=None, reread_next=None,
     )  # fmt: skip
     return lambda: pipeline.extract_telemetry(dsn, ch, run, planned, config=config)
 

@@ -40,7 +40,7 @@ def test_every_shared_table_is_created_replicated_on_every_node() -> None:
     ]
     assert all(" ON CLUSTER `reports cluster`" in s for s in shared)
     tables = [s for s in shared if "CREATE TABLE" in s and "Distributed" not in s]
-    assert len(tables) == 8
+    assert len(tables) == 9
     assert all(re.search(r"^ENGINE = Replicated\w*MergeTree$", s, re.M) for s in tables)
     # The keys REPLACE PARTITION depends on are the single-node DDL's, untouched.
     mart = next(s for s in clustered if "reports_data_mart ON CLUSTER" in s)
@@ -59,7 +59,7 @@ def test_clickhouse_parses_every_statement_of_make_ddl(
     schema.main(["bionicpro"])
     printed = [s for s in sqlparse.split(capsys.readouterr().out) if s.strip()]
     assert len(printed) == len(schema.script("bionicpro"))
-    assert len(schema.ddl("bionicpro")) == 13
+    assert len(schema.ddl("bionicpro")) == 14
     for statement in printed:
         formatted = ch.query(
             "SELECT formatQuery({q:String})", parameters={"q": statement.rstrip().rstrip(";")}

@@ -39,7 +39,7 @@ def test_ids_and_dependencies(dag):
         "extract_telemetry": {"plan_report_days", "telemetry_shards"},
         "extract_crm_data": {"create_data_mart_table"},
         "transform_data": {"plan_report_days", "extract_telemetry", "extract_crm_data"},
-        "check_data_quality": {"plan_report_days", "transform_data", "extract_crm_data"},
+        "check_data_quality": {"transform_data", "extract_crm_data"},
         # the load also takes the metadata of each step (the plan's days, counts, watermarks)
         "load_to_clickhouse": {
             "plan_report_days",

@@ -9,26 +9,31 @@ import pyarrow as pa
 import pytest
 
 from bionicpro_etl import schema, transform
-from bionicpro_etl.run import Plan
+from bionicpro_etl.schema import STATE
 from bionicpro_etl.staging import Staging
 
 # Far from the generated data's days, so that no mart row of another test is in its look-back.
 DAY = date(2030, 1, 1)
-PLAN = Plan(
-    days=(DAY,), lookback_start=DAY - timedelta(days=30), watermark_before=None,
-    watermark_after=None, events_beyond_lookback=0,
-)  # fmt: skip
 
 
 def aggregates(**overrides):
+    """A day's telemetry of one prosthesis as the state holds it (sums and counts), given its
+    averages: an average of None means no valid value."""
     row = {
         "user_id": 1, "prosthesis_id": "P-1", "report_date": DAY, "total_actions": 10,
         "avg_response_time": 100.0, "max_response_time": 150.0, "min_response_time": 50.0,
         "grasp_count": 4, "release_count": 3, "flex_count": 2,
         "avg_battery_level": 80.0, "min_battery_level": 60.0, "usage_seconds": 3600.0,
-        "invalid_response_count": 0, "invalid_battery_count": 0, "invalid_duration_count": 0,
+        "invalid_duration_count": 0, "absurd_duration_count": 0, **overrides,
     }  # fmt: skip
-    return {**row, **overrides}
+    actions = row["total_actions"]
+    for average, total, invalid in (
+        ("avg_response_time", "response_sum", "invalid_response_count"),
+        ("avg_battery_level", "battery_sum", "invalid_battery_count"),
+    ):
+        mean = row.pop(average)
+        row[total], row[invalid] = (0.0, actions) if mean is None else (mean * actions, 0)
+    return {**row, "slot": datetime(1970, 1, 1, tzinfo=UTC)}
 
 
 def crm_item(seq, user_id, prosthesis_id, email, status="active", updated="2024-01-01T00:00:00",
@@ -45,7 +50,7 @@ def transform_rows(ch, telemetry: list[dict], crm: list[dict]) -> dict[tuple, di
 
     stage = Staging("formulas")
     schema.create(ch)
-    stage.recreate(ch, stage.telemetry, "staging_telemetry")
+    stage.recreate_like(ch, stage.telemetry, STATE)
     stage.recreate(ch, stage.crm_items, "staging_crm_items")
     ch.insert_arrow(f"bionicpro_staging.{stage.telemetry}", pa.Table.from_pylist(telemetry))
     if crm:
@@ -53,7 +58,9 @@ def transform_rows(ch, telemetry: list[dict], crm: list[dict]) -> dict[tuple, di
             f"bionicpro_staging.{stage.crm_items}",
             pa.Table.from_pylist(crm, schema=CRM_ITEMS_SCHEMA),
         )
-    transform.build_report_rows(ch, stage, "formulas", PLAN, full_crm=True)
+    transform.build_report_rows(
+        ch, stage, "formulas", [DAY], DAY - timedelta(days=30), full_crm=True
+    )
     result = ch.query(f"SELECT * FROM bionicpro_staging.{stage.report_rows}")
     stage.drop_all(ch)
     rows = [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]

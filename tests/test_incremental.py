@@ -3,6 +3,7 @@ runs with nothing new, all checked through the mart and the run log."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -15,8 +16,9 @@ from test_pipeline import assert_same, mart_rows
 
 from bionicpro_etl import pipeline
 from bionicpro_etl.config import settings
-from bionicpro_etl.plan import Arrivals, Published, arrivals
-from bionicpro_etl.report_day import day_bounds
+from bionicpro_etl.extract import partials_sql
+from bionicpro_etl.plan import arrival_bound, days_with_events
+from bionicpro_etl.report_day import storable_bounds
 
 
 def last_run(ch) -> dict:
@@ -57,8 +59,8 @@ def test_a_run_that_fails_after_extracting_loses_nothing(stack, ch, crm):
     plan = pipeline.plan_report_days(stack.dsn("bionicpro"), ch, run)
     pipeline.extract_telemetry(stack.dsn("bionicpro"), ch, run, plan)
     crm_meta = pipeline.extract_crm_data(crm, stack.crm_url, ch, run)
-    pipeline.transform_data(ch, run, plan, crm_meta)
-    assert FIRST_DAY in plan.days
+    rows = pipeline.transform_data(ch, run, plan, crm_meta)
+    assert FIRST_DAY in rows.days
     # ... and the worker dies here: no load.
     assert last_run(ch)["watermark_after"] == before
     assert (5, "PROT-LATE-2", FIRST_DAY) not in mart_rows(ch, FIRST_DAY)
@@ -76,7 +78,15 @@ def test_a_run_with_no_new_data_does_almost_nothing(stack, ch, crm):
     run = last_run(ch)
     assert run["run_id"] == "quiet_b"
     assert run["days_rebuilt"] == []  # its day is published and nothing arrived since
-    assert run["telemetry_rows"] == run["report_rows"] == run["published_rows"] == 0
+    assert run["report_rows"] == run["published_rows"] == 0
+    # it read only the arrivals of the overlap window below the last bound, again
+    with psycopg.connect(stack.dsn("bionicpro")) as conn:
+        (window,) = conn.execute(
+            "SELECT count(*) FROM telemetry_events WHERE received_at > %s AND received_at <= %s",
+            (run["watermark_before"] - timedelta(seconds=settings().arrival_overlap_seconds),
+             run["watermark_after"]),
+        ).fetchone()  # fmt: skip
+    assert run["events_read"] == window
     assert run["crm_full_refresh"] is False
     assert run["crm_changed_users"] == 0 and run["refreshed_rows"] == 0
     # the items of the last day before the CRM watermark, read again (the clock tolerance)
@@ -246,9 +256,9 @@ def test_a_task_that_fails_for_good_is_logged_and_moves_nothing(stack, ch, monke
     assert published_watermark(ch) == watermark
 
 
-# The planning as first written: every arrival grouped by its report day, row by row. The cheap
-# planning (day probes on a first run, 15-minute buckets after a watermark, a bound found from
-# the table's last pages) must find exactly what these find.
+# The planning and the arrival read as first written: every arrival read row by row, its day
+# found by a zone conversion. The cheap forms (a bound found from the table's last pages, a probe
+# a day, days found by a binary search of their starts) must find exactly what these find.
 REFERENCE_BOUND = """
 SELECT max(received_at) FROM public.telemetry_events
 WHERE received_at > coalesce(%(watermark)s::timestamptz, '-infinity')
@@ -258,46 +268,34 @@ REFERENCE_DAYS = """
 SELECT (event_time AT TIME ZONE %(tz)s)::date AS report_date, count(*) AS events
 FROM public.telemetry_events
 WHERE received_at <= %(until)s
-  AND (
-      received_at > %(watermark)s::timestamptz
-      OR (%(watermark)s::timestamptz IS NULL AND event_time >= %(lookback_start)s)
-  )
+  AND received_at > coalesce(%(after)s::timestamptz, '-infinity')
 GROUP BY report_date
 """
 
 
-def reference_arrivals(conn, watermark, own_day: date, config) -> Arrivals:
-    lookback_start = own_day - timedelta(days=config.lookback_days)
-    (bound,) = conn.execute(
-        REFERENCE_BOUND, {"watermark": watermark, "lag": config.arrival_lag_seconds}
-    ).fetchone()
-    until = bound or watermark
-    counted = conn.execute(
-        REFERENCE_DAYS,
-        {
-            "tz": config.report_tz.key,
-            "until": until,
-            "watermark": watermark,
-            "lookback_start": day_bounds(lookback_start, config.report_tz)[0],
-        },
+def arrived_days(conn, first: date, last: date, tz: ZoneInfo, after, until) -> dict[date, int]:
+    """The events per report day of the product's arrival read (its ADBC $n placeholders as
+    psycopg's, to run in this transaction)."""
+    query = re.sub(r"\$(\d+)", r"%(p\1)s", partials_sql("events_arrived").replace("%", "%%"))
+    earliest, latest = storable_bounds(tz)
+    params = {"p1": first, "p2": last, "p3": tz.key, "p4": until, "p5": after, "p6": until}
+    rows = conn.execute(
+        f"SELECT report_date, sum(total_actions) FROM ({query}) AS p GROUP BY report_date",
+        {**params, "p7": 1, "p8": 0, "p9": 86400, "p10": earliest, "p11": latest},
     ).fetchall()
-    return Arrivals(
-        lookback_start=lookback_start,
-        until=until,
-        days=frozenset(day for day, _ in counted if day >= lookback_start),
-        beyond=sum(events for day, events in counted if day < lookback_start),
-    )
+    return dict(rows)
 
 
 @pytest.mark.parametrize("zone", ["Europe/Moscow", "Asia/Kathmandu", "America/St_Johns"])
-def test_planning_finds_what_reading_every_arrival_finds(stack, zone):
+def test_planning_and_arrivals_find_what_reading_every_arrival_finds(stack, zone):
     """Zones with 45- and 30-minute offsets and daylight saving; events a moment either side of
-    midnight and of the look-back's start, after the own day, in flight (inside the arrival lag),
-    and a newest arrival that is not in the table's last pages. Inside a transaction that is
-    rolled back, so the stack's data stays as it was."""
+    midnight and of the look-back's start, after the last day, in flight (inside the arrival
+    lag), and a newest arrival that is not in the table's last pages. Inside a transaction that
+    is rolled back, so the stack's data stays as it was."""
     tz = ZoneInfo(zone)
     config = replace(settings(), report_tz=tz)
     lookback_start = LAST_DAY - timedelta(days=config.lookback_days)
+    lag = config.arrival_lag_seconds
 
     def local(day: date, hour: int, minute: int = 0, second: float = 0) -> datetime:
         return datetime.combine(day, time(hour, minute), tzinfo=tz) + timedelta(seconds=second)
@@ -311,7 +309,7 @@ def test_planning_finds_what_reading_every_arrival_finds(stack, zone):
             (local(lookback_start, 0), later),  # the look-back's first instant
             (local(lookback_start - timedelta(days=1), 23, 59, 59.5), later),  # just before it
             (local(LAST_DAY - timedelta(days=12), 12), now),  # in flight: not yet
-            (local(LAST_DAY + timedelta(days=3), 0, 10), later),  # after the own day
+            (local(LAST_DAY + timedelta(days=3), 0, 10), later),  # after the last day
             (local(date(2023, 6, 1), 8), later),  # long ago
         ]
         # The newest arrival first, then 4,096+ pages of rows that arrived long before it.
@@ -328,9 +326,27 @@ def test_planning_finds_what_reading_every_arrival_finds(stack, zone):
             " FROM generate_series(1, 400000)"
         )
         for watermark in (None, earlier - timedelta(minutes=1), later - timedelta(minutes=1)):
-            for own_day in (FIRST_DAY, LAST_DAY):
-                expected = reference_arrivals(conn, watermark, own_day, config)
-                found = arrivals(conn, Published(watermark), own_day, config)
-                assert replace(found, overlap_from=None, overlap_counts={}) == expected
-        assert expected.days and expected.beyond  # the last case has something to find
+            params = {"watermark": watermark, "lag": lag}
+            (expected,) = conn.execute(REFERENCE_BOUND, params).fetchone()
+            assert arrival_bound(conn, watermark, lag) == (expected or watermark)
+        bound = arrival_bound(conn, None, lag)
+
+        first, last = lookback_start, LAST_DAY + timedelta(days=1)
+        for after in (earlier - timedelta(minutes=1), later - timedelta(minutes=1)):
+            counted = conn.execute(
+                REFERENCE_DAYS, {"tz": zone, "until": bound, "after": after}
+            ).fetchall()
+            expected = {}
+            for day, events in counted:  # days outside first..last: the days either side
+                day = min(max(day, first - timedelta(days=1)), last + timedelta(days=1))
+                expected[day] = expected.get(day, 0) + events
+            assert arrived_days(conn, first, last, tz, after, bound) == expected
+        assert {first - timedelta(days=1), first, last + timedelta(days=1)} <= expected.keys()
+
+        days = [LAST_DAY + timedelta(days=n) for n in range(-45, 5)]
+        counted = conn.execute(REFERENCE_DAYS, {"tz": zone, "until": bound, "after": None})
+        with_events = {day for day, _ in counted} & set(days)
+        assert days_with_events(conn, days, config, until=bound) == with_events
+        assert lookback_start - timedelta(days=1) in with_events
+        assert LAST_DAY - timedelta(days=12) not in with_events  # in flight
         conn.rollback()

@@ -43,7 +43,7 @@ class Staged:
 
     def T(self) -> None:
         self.rows = pipeline.transform_data(self.ch, self.run, self.plan, self.crm)
-        pipeline.check_data_quality(self.ch, self.run, self.plan, self.crm)
+        pipeline.check_data_quality(self.ch, self.run, self.rows, self.crm)
 
     def L(self) -> None:
         pipeline.load_to_clickhouse(
@@ -93,7 +93,7 @@ def test_overlapping_runs_end_as_if_one_ran_after_the_other(stack, ch, crm, no_l
             add_late_events(stack, FIRST_DAY, key, 3, ago=timedelta(0))
             more = False
 
-    watermark = published_watermark(ch)
+    watermark, _ = published_watermark(ch)
     with psycopg.connect(stack.dsn("bionicpro")) as conn:
         received = [
             at

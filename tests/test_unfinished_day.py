@@ -61,7 +61,7 @@ def test_the_nightly_run_leaves_the_day_in_progress_to_its_own_run(stack, ch, cr
     must not publish them as if they were a whole day."""
     today, _, _ = events_of_the_current_day(stack, 3)
     result = build_day(stack, ch, crm, today - timedelta(days=1), "nightly_beside_today")
-    assert today not in result.plan.days
+    assert today not in result.rows.days
     assert mart_rows(ch, today) == {}
     assert today not in published_days(ch)
     assert published_days(ch)[today - timedelta(days=1)][0] is True  # its own day is complete
@@ -123,16 +123,21 @@ def test_a_day_published_so_far_becomes_complete_once_the_watermark_passes_its_e
     start, end = day_bounds(day, MOSCOW)
     first = Plan(
         days=(day,),
+        read_whole=(),
+        kept=(day,),
         lookback_start=day - timedelta(days=30),
+        state_start=day,
+        state_end=day,
         watermark_before=None,
         watermark_after=start + timedelta(hours=20),
-        events_beyond_lookback=0,
+        reread_from=None,
+        reread_next=None,
     )
     second = first.model_copy(update={"days": (), "watermark_after": end + timedelta(hours=1)})
     try:
-        load.publish_days(ch, Run("so_far", day), first, MOSCOW)
+        load.publish_days(ch, Run("so_far", day), first, first.days, MOSCOW)
         assert published_days(ch)[day] == (False, first.watermark_after, "so_far")
-        load.publish_days(ch, Run("over", day + timedelta(days=1)), second, MOSCOW)
+        load.publish_days(ch, Run("over", day + timedelta(days=1)), second, (), MOSCOW)
         assert published_days(ch)[day] == (True, second.watermark_after, "over")
     finally:
         ch.command(

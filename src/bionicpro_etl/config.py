@@ -65,9 +65,9 @@ class Settings:
     arrival_overlap_seconds: int = _setting(
         3600,
         "rows that commit late (their `received_at` is their transaction's start, or a replica"
-        " shows them late) are found up to this far below the watermark: each run counts the"
-        " events per day received in this window below its bound, the next run counts them again,"
-        " and a day whose count grew is rebuilt",
+        " shows them late) are found up to this far below the watermark: each run reads the"
+        " arrivals of this window below the last run's bound again and replaces what they became"
+        " in the telemetry state (never counts them twice); a day whose events grew is rebuilt",
     )
     schedule: str = _setting("0 2 * * *", "the DAG's schedule (cron, in the report zone)")
     telemetry_shards: int = _setting(

@@ -11,7 +11,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Self
@@ -37,25 +37,48 @@ from urllib3.util.retry import Retry
 from bionicpro_etl import postgres
 from bionicpro_etl.config import Settings, settings
 from bionicpro_etl.queries import sql
-from bionicpro_etl.report_day import FIRST_DATE, LAST_DATE, day_bounds
+from bionicpro_etl.report_day import FIRST_DATE, LAST_DATE, day_bounds, storable_bounds
+from bionicpro_etl.run import Plan
 
 CUSTOMERS_PATH = "/api/v1/customers"
 
 
 def telemetry_batches(
-    dsn: str, days: Iterable[date], config: Settings, *, shard: int = 0, shards: int = 1
+    dsn: str, plan: Plan, config: Settings, *, shard: int = 0
 ) -> Iterator[pa.RecordBatch]:
-    """Per (user, prosthesis, day) aggregates of the report days (of one shard of the users),
-    one query per day, each a BRIN scan of the day's event_time range: the plan that (a) in
-    docs/benchmarks.md measures. Over a range of days PostgreSQL expects a group per row and may
-    aggregate in one process, spilling to disk: twice as slow at a million events a day."""
+    """Partial aggregates per (day, user, prosthesis, arrival slot) of one of the plan's shards
+    of the users: of the arrivals after the re-read point, one query through the BRIN index on
+    received_at (the newest blocks only), and of each day read whole, one query per day, each a
+    BRIN scan of the day's event_time range: the plan that (a) in docs/benchmarks.md measures.
+    Over a range of days PostgreSQL expects a group per row and may aggregate in one process,
+    spilling to disk: twice as slow at a million events a day. No event is in two of these
+    queries."""
     tz = config.report_tz
+    window = (
+        plan.watermark_after,
+        plan.reread_from,
+        plan.reread_next,
+        plan.shards,
+        shard,
+        config.future_tolerance_seconds,
+        *storable_bounds(tz),
+    )
     with adbc_pg.connect(postgres.bounded(dsn, config)) as conn, conn.cursor() as cur:
-        for day in sorted(set(days)):
-            start, end = day_bounds(day, tz)
-            params = (start, end, tz.key, shards, shard, config.future_tolerance_seconds)
-            cur.execute(sql("postgres/telemetry_daily"), parameters=params)
+        if plan.reread_from is not None and plan.watermark_after > plan.reread_from:
+            cur.execute(
+                partials_sql("events_arrived"),
+                parameters=(plan.state_start, plan.state_end, tz.key, *window),
+            )
             yield from cur.fetch_record_batch()
+        for day in plan.read_whole:
+            start, end = day_bounds(day, tz)
+            cur.execute(partials_sql("events_of_day"), parameters=(start, end, day, *window))
+            yield from cur.fetch_record_batch()
+
+
+def partials_sql(events: str) -> str:
+    """telemetry_partials.sql over the events that sql/postgres/<events>.sql selects."""
+    return sql("postgres/telemetry_partials").replace("{events}", sql(f"postgres/{events}"))
 
 
 class CrmError(RuntimeError):

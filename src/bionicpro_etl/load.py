@@ -12,6 +12,7 @@ replica, so the publish is the same on a cluster (see `schema`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,27 +22,34 @@ from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl import staging
 from bionicpro_etl.queries import sql
-from bionicpro_etl.run import Plan, Run
+from bionicpro_etl.run import Plan, Run, Transformed
+from bionicpro_etl.schema import STATE
 from bionicpro_etl.staging import Staging
 
 # An unpartitioned table's one partition, as `REPLACE PARTITION` names it.
 WHOLE_TABLE = "ID 'all'"
 
 
-def publish(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> tuple[int, list[date]]:
-    """Swap in every month the run touches, then the CRM dimension, then the list of published
-    days. Returns the rows published and the report days they rewrote: the days the run rebuilt,
-    and those of the rows it re-joined with new CRM data."""
+def publish(
+    client: Client, run: Run, plan: Plan, rows: Transformed, tz: ZoneInfo
+) -> tuple[int, list[date]]:
+    """Swap in every month the run touches, then the telemetry state of the days it changed,
+    then the CRM dimension, then the list of published days. Returns the rows published and the
+    report days they rewrote: the days the run rebuilt, and those of the rows it re-joined with
+    new CRM data. Each swap replaces, never adds: a load that fails in between and is retried,
+    or a run planned again from the same watermark, counts nothing twice, whatever was swapped
+    in already."""
     stage = run.stage
     written = client.query(
         "SELECT DISTINCT report_date FROM bionicpro_staging.{report_rows:Identifier}",
         parameters={"report_rows": stage.report_rows},
     ).result_rows
-    days = sorted({day for (day,) in written} | set(plan.days))
+    days = sorted({day for (day,) in written} | set(rows.days))
     for month in sorted({d.year * 100 + d.month for d in days}):
-        _publish_month(client, stage, plan, month)
+        _publish_month(client, stage, plan, rows.days, month)
+    _publish_state(client, stage, plan, rows.state_changed)
     _replace(client, "crm_orders", WHOLE_TABLE, {}, stage.crm_orders_next)
-    publish_days(client, run, plan, tz)
+    publish_days(client, run, plan, rows.days, tz)
     return staging.count(client, stage.report_rows), days
 
 
@@ -57,7 +65,7 @@ def completeness(client: Client, days: list[date]) -> dict[date, bool]:
     return {day: bool(found.get(day, False)) for day in days}
 
 
-def publish_days(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> None:
+def publish_days(client: Client, run: Run, plan: Plan, days: Sequence[date], tz: ZoneInfo) -> None:
     """`published_days` with this run's days and watermark (sql/clickhouse/build/published_days.sql)."""
     next_version = run.stage.published_days_next
     run.stage.recreate_like(client, next_version, "bionicpro_reports.published_days")
@@ -65,7 +73,7 @@ def publish_days(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> None:
         sql("clickhouse/build/published_days"),
         parameters={
             "published_days_next": next_version,
-            "days": list(plan.days),
+            "days": list(days),
             "lookback_start": plan.lookback_start,
             "watermark": plan.watermark_after,
             "run_id": run.run_id,
@@ -75,11 +83,13 @@ def publish_days(client: Client, run: Run, plan: Plan, tz: ZoneInfo) -> None:
     _replace(client, "published_days", WHOLE_TABLE, {}, next_version)
 
 
-def _publish_month(client: Client, stage: Staging, plan: Plan, month: int) -> None:
+def _publish_month(
+    client: Client, stage: Staging, plan: Plan, days: Sequence[date], month: int
+) -> None:
     params = {
         **stage.tables(),
         "month": month,
-        "days": list(plan.days),
+        "days": list(days),
         "lookback_start": plan.lookback_start,
     }
     _swap_month(client, stage, "reports_data_mart", "mart_month_next", "month_table", month, params)
@@ -93,6 +103,30 @@ def _publish_month(client: Client, stage: Staging, plan: Plan, month: int) -> No
         month,
         params,
     )
+
+
+def _publish_state(client: Client, stage: Staging, plan: Plan, days: Sequence[date]) -> None:
+    """Each changed day's next state replaces its partition (a day left with no events loses
+    it); the days the state no longer keeps lose theirs: arrivals for them are not applied, so
+    a state kept for them would fall behind."""
+    present = {
+        day
+        for (day,) in client.query(
+            "SELECT DISTINCT report_date FROM bionicpro_staging.{state_next:Identifier}",
+            parameters={"state_next": stage.state_next},
+        ).result_rows
+    }
+    state = STATE.split(".")[1]
+    for day in days:
+        _replace(
+            client, state, "{day:Date}", {"day": day}, stage.state_next, has_rows=day in present
+        )
+    outside = client.query(
+        f"SELECT DISTINCT report_date FROM {STATE} WHERE report_date NOT IN {{days:Array(Date)}}",
+        parameters={"days": list(plan.state_days)},
+    ).result_rows
+    for (day,) in outside:
+        _replace(client, state, "{day:Date}", {"day": day}, stage.state_next, has_rows=False)
 
 
 def _swap_month(
@@ -115,12 +149,19 @@ def _swap_month(
 
 
 def _replace(
-    client: Client, table: str, partition: str, params: dict[str, Any], next_version: str
+    client: Client,
+    table: str,
+    partition: str,
+    params: dict[str, Any],
+    next_version: str,
+    *,
+    has_rows: bool | None = None,
 ) -> None:
-    """Swap one partition of `table` for the staging table `next_version`'s, in one step."""
+    """Swap one partition of `table` for the staging table `next_version`'s, in one step
+    (`has_rows`: whether `next_version` has rows in it; by default, whether it has any)."""
     # ALTER takes no identifier parameter; both names are ours, quoted.
     target = f"ALTER TABLE bionicpro_reports.{quote_identifier(table)}"
-    if staging.count(client, next_version):
+    if staging.count(client, next_version) if has_rows is None else has_rows:
         client.command(
             f"{target} REPLACE PARTITION {partition}"
             f" FROM bionicpro_staging.{quote_identifier(next_version)}",

@@ -45,6 +45,7 @@ from bionicpro_etl.run import (
     Transformed,
     as_utc,
 )
+from bionicpro_etl.schema import STATE
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,12 @@ def require_day_ended(dsn: str, run: Run, config: Settings | None = None) -> Non
 
 
 def plan_report_days(dsn: str, client: Client, run: Run, config: Settings | None = None) -> Plan:
-    """Decide the run's days once (own day + late arrivals), and how many shards extract them."""
+    """Decide once what the run reads (the arrivals since the last run, the days it reads
+    whole), and how many shards extract it."""
     config = config or settings()
     started = time.monotonic()
     planned = plan.plan_days(dsn, client, run.day, config, force=run.force_rebuild)
-    run.stage.recreate_telemetry_union(client)
+    run.stage.recreate_partials_union(client, STATE)
     return planned.model_copy(
         update={"shards": config.telemetry_shards, "seconds": time.monotonic() - started}
     )
@@ -85,18 +87,16 @@ def extract_telemetry(
     shard: int = 0,
     config: Settings | None = None,
 ) -> TelemetryExtract:
-    """Stage the telemetry aggregates of the planned days, for one of the plan's shards of the
+    """Stage the partial aggregates of what the plan reads, for one of the plan's shards of the
     users (its modulus is the plan's, never this process's setting)."""
     if not 0 <= shard < planned.shards:
         raise ValueError(f"shard {shard} is not one of the plan's {planned.shards}")
     config = config or settings()
     started = time.monotonic()
     stage = run.stage
-    table = stage.telemetry_shard(shard)
-    stage.recreate(client, table, "staging_telemetry")
-    batches = extract.telemetry_batches(
-        dsn, planned.days, config, shard=shard, shards=planned.shards
-    )
+    table = stage.partials_shard(shard)
+    stage.recreate_like(client, table, STATE)
+    batches = extract.telemetry_batches(dsn, planned, config, shard=shard)
     return TelemetryExtract(
         telemetry_rows=staging.append(client, table, batches),
         seconds=time.monotonic() - started,
@@ -215,20 +215,26 @@ def _crm_orders_known(client: Client) -> int:
 
 def transform_data(client: Client, run: Run, planned: Plan, crm: CrmExtract) -> Transformed:
     started = time.monotonic()
+    merged = transform.merge_state(client, run.stage, planned, run.day)
     counts = transform.build_report_rows(
-        client, run.stage, run.run_id, planned, full_crm=crm.crm_full_refresh
+        client,
+        run.stage,
+        run.run_id,
+        merged["days"],
+        planned.lookback_start,
+        full_crm=crm.crm_full_refresh,
     )
-    return Transformed(**counts, seconds=time.monotonic() - started)
+    return Transformed(**merged, **counts, seconds=time.monotonic() - started)
 
 
 def check_data_quality(
-    client: Client, run: Run, planned: Plan, crm: CrmExtract, config: Settings | None = None
+    client: Client, run: Run, rows: Transformed, crm: CrmExtract, config: Settings | None = None
 ) -> Checked:
     """Judge the run's rows before they are published; store every result; stop on errors.
     Returns the warn-level results, for the notifiers."""
     started = time.monotonic()
     results = quality.run_checks(
-        client, run.stage, planned, crm_reject_share=crm.crm_reject_share, config=config
+        client, run.stage, rows.days, crm_reject_share=crm.crm_reject_share, config=config
     )
     quality.record(client, run.run_id, run.day, results)
     warnings = quality.gate(results)
@@ -254,7 +260,7 @@ def prepare(sources: Sources, client: Client, run: Run, config: Settings) -> Pre
     ]
     crm = extract_crm_data(sources.crm, sources.crm_url, client, run, config)
     rows = transform_data(client, run, planned, crm)
-    checks = check_data_quality(client, run, planned, crm, config)
+    checks = check_data_quality(client, run, rows, crm, config)
     return Prepared(plan=planned, extracted=extracted, crm=crm, rows=rows, checks=checks)
 
 
@@ -279,7 +285,7 @@ def load_to_clickhouse(
             log.warning("another run published since run %s planned: planning it again", run.run_id)
             again = prepare(sources, client, run, config)
             planned, extracted, crm, rows = again.plan, again.extracted, again.crm, again.rows
-        published, changed = load.publish(client, run, planned, config.report_tz)
+        published, changed = load.publish(client, run, planned, rows, config.report_tz)
         seconds = time.monotonic() - started
         lock.check()
         runlog.record(
@@ -290,10 +296,11 @@ def load_to_clickhouse(
                 "report_day": run.day,
                 "status": "success",
                 "publication": planned.publication + 1,
-                "days_rebuilt": list(planned.days),
+                "days_rebuilt": list(rows.days),
                 "telemetry_rows": sum(e.telemetry_rows for e in extracted),
-                "events_beyond_lookback": planned.events_beyond_lookback,
-                "events_bad_time": planned.events_bad_time,
+                "events_read": rows.events_read,
+                "events_beyond_lookback": rows.events_beyond_lookback,
+                "events_bad_time": rows.events_bad_time,
                 "crm_full_refresh": crm.crm_full_refresh,
                 "crm_items": crm.crm_items,
                 "crm_rejects": crm.crm_rejects,
@@ -303,8 +310,7 @@ def load_to_clickhouse(
                 "published_rows": published,
                 "watermark_before": planned.watermark_before,
                 "watermark_after": planned.watermark_after,
-                "overlap_from": planned.overlap_from,
-                "overlap_counts": planned.overlap_counts,
+                "overlap_from": planned.reread_next,
                 "crm_watermark_before": crm.crm_watermark_before,
                 "crm_watermark_after": _crm_watermark(client),
                 "stage_seconds": {
@@ -319,7 +325,7 @@ def load_to_clickhouse(
     run.stage.drop_all(client)
     return Loaded(
         published_rows=published,
-        days=len(planned.days),
+        days=len(rows.days),
         seconds=seconds,
         changed_days=tuple(changed),
         complete=load.completeness(client, changed),

@@ -1,17 +1,19 @@
-"""Which days a run rebuilds: its own day (unless already published), and every day within the
-look-back that received events since the last published run (the watermark on `received_at`).
-A day after the run's own one is rebuilt only if it was published before: one never published is
-left to its own run (on the daily schedule it may not even have ended).
+"""What a run reads: the arrivals since the last published run, and the days it reads whole.
 
-The watermark lives in the run log (`bionicpro_reports.etl_runs`): the latest successful run's
-`watermark_after`. It is written only when a run has published everything, so a failed or
-half-done run loses nothing: the next one reads the same arrivals again.
+A run reads from PostgreSQL only the events that arrived since the last run (the watermark on
+`received_at`), aggregated per report day, and merges them into the days' partial aggregates
+kept in ClickHouse (`bionicpro_reports.telemetry_state`; docs/design.md, "Each event read
+once"). A day is read whole only when its state is missing: on a first run, for a day that
+enters the state's window, or when forced (a correction made in place at the source).
+
+The watermark lives in the run log (`bionicpro_reports.etl_runs`): the latest publication's
+`watermark_after`, and `overlap_from`, after which the next run reads arrivals (the watermark less
+`BIONICPRO_ARRIVAL_OVERLAP_SECONDS`: rows that commit late reach their day). Both are written only when a run has published everything, so a failed or half-done
+run loses nothing: the next one reads the same arrivals again, and replaces what they became.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,35 +23,20 @@ from clickhouse_connect.driver.client import Client
 from bionicpro_etl import fence, postgres
 from bionicpro_etl.config import Settings
 from bionicpro_etl.queries import sql, statements
-from bionicpro_etl.report_day import day_bounds, storable_bounds
+from bionicpro_etl.report_day import day_bounds, report_day_of
 from bionicpro_etl.run import Plan, as_utc
+from bionicpro_etl.schema import STATE
 
 
-@dataclass(frozen=True)
-class Published:
-    """How far the latest publication read arrivals, and what it counted in the window below."""
-
-    watermark: datetime | None = None
-    overlap_from: datetime | None = None
-    overlap_counts: Mapping[date, int] = field(default_factory=dict)
-
-
-def last_published(client: Client) -> Published:
-    """The latest publication's watermark and overlap window; empty before the first one."""
+def published_watermark(client: Client) -> tuple[datetime | None, datetime | None]:
+    """How far the published runs have read arrivals, and where the next run re-reads them
+    from; (None, None) before the first one."""
     rows = client.query(
-        "SELECT watermark_after, overlap_from, overlap_counts FROM bionicpro_reports.etl_runs"
+        "SELECT watermark_after, overlap_from FROM bionicpro_reports.etl_runs"
         " WHERE status = 'success' AND watermark_after IS NOT NULL"
         " ORDER BY publication DESC, watermark_after DESC LIMIT 1"
     ).result_rows
-    if not rows:
-        return Published()
-    watermark, overlap_from, counts = rows[0]
-    return Published(as_utc(watermark), as_utc(overlap_from), counts)
-
-
-def published_watermark(client: Client) -> datetime | None:
-    """How far the published runs have read arrivals; None before the first one."""
-    return last_published(client).watermark
+    return (as_utc(rows[0][0]), as_utc(rows[0][1])) if rows else (None, None)
 
 
 class DayNotEnded(ValueError):
@@ -94,113 +81,114 @@ def published(client: Client, day: date) -> bool:
     )
 
 
+def stated_days(client: Client, first: date) -> set[date]:
+    """The days from `first` on whose state is complete (they have a partition)."""
+    rows = client.query(
+        f"SELECT DISTINCT report_date FROM {STATE} WHERE report_date >= {{first:Date}}",
+        parameters={"first": first},
+    ).result_rows
+    return {day for (day,) in rows}
+
+
 def plan_days(
     dsn: str, client: Client, own_day: date, config: Settings, *, force: bool = False
 ) -> Plan:
-    """The own day is rebuilt when it has never been published (or when forced); once it has,
-    it changes only through arrivals, which the watermark finds. So a run with nothing new
-    rebuilds nothing. Arrivals for later days count only for those already published."""
+    """The state keeps the days of the own day's look-back and of the newest arrival's (the
+    same days on a scheduled run; a backfill's own day is older), and any later day that has a
+    state. A day of the look-backs without a state is read whole if it holds events received by
+    the re-read point; otherwise its state is empty and the arrivals bring all of it (a day that
+    just began, on the run after midnight).
+    The own day is also read whole when forced. It is published when it has never been (or when
+    forced), and so are the days a first run reads whole; once published, a day changes only
+    through arrivals.
+    So a run with nothing new reads nothing but its bound. A day after the own one is published
+    only if it was before (`published_after`): one never published is left to its own run (on
+    the daily schedule it may not even have ended), though its state takes the arrivals."""
+    tz = config.report_tz
+    lookback = timedelta(days=config.lookback_days)
+    day = timedelta(days=1)
     fenced = fence.latest(client)  # before the watermark: a publication in between re-plans
-    last = last_published(client)
+    watermark, reread_from = published_watermark(client)
     with psycopg.connect(postgres.bounded(dsn, config), autocommit=True) as conn:
         require_ended(conn, own_day, config)
-        found = arrivals(conn, last, own_day, config)
+        bound = arrival_bound(conn, watermark, config.arrival_lag_seconds)
+        newest = report_day_of(bound, tz) if bound else own_day
+        window = sorted(
+            {
+                *_days(own_day - lookback, own_day + day),
+                *_days(newest - lookback - day, newest + day),
+            }
+        )
+        # Without a re-read point (a first run) the state is not trusted: it is read anew.
+        # A day with a state keeps it until it leaves both look-backs; its arrivals are merged
+        # wherever it lies (a backfill's days, between the two).
+        stated = stated_days(client, window[0]) if reread_from else set()
+        missing = [d for d in window if d not in stated]
+        until = reread_from or bound
+        read_whole = days_with_events(conn, missing, config, until=until) if until else set()
+        if force:
+            read_whole.add(own_day)
+    state_days = sorted({*window, *stated})
+    # A first run publishes the days it reads whole (and its own); later, a day read whole only
+    # to give it a state is published if arrivals reach it (or it is the own day).
     own = {own_day} if force or not published(client, own_day) else set()
-    later = published_after(client, own_day)
     return Plan(
-        days=tuple(sorted({d for d in found.days if d <= own_day or d in later} | own)),
-        lookback_start=found.lookback_start,
-        watermark_before=last.watermark,
-        watermark_after=found.until,
-        overlap_from=found.overlap_from,
-        overlap_counts=found.overlap_counts,
+        days=tuple(sorted(own | (read_whole if reread_from is None else set()))),
+        read_whole=tuple(sorted(read_whole)),
+        kept=tuple(d for d in state_days if d not in read_whole),
+        lookback_start=own_day - lookback,
+        state_start=state_days[0],
+        state_end=state_days[-1],
+        watermark_before=watermark,
+        watermark_after=bound,
+        reread_from=reread_from,
+        reread_next=bound - timedelta(seconds=config.arrival_overlap_seconds) if bound else None,
         publication=fenced,
-        events_beyond_lookback=found.beyond,
-        events_bad_time=found.bad_time,
+        published_after=tuple(sorted(published_after(client, own_day))),
     )
 
 
-@dataclass(frozen=True)
-class Arrivals:
-    """What arrived after a watermark: how far it was read, the look-back days (and any later
-    ones) that received events, how many events were older than the look-back, and how many
-    carried a time no report day can have (a broken clock)."""
-
-    lookback_start: date
-    until: datetime | None
-    days: frozenset[date]
-    beyond: int
-    bad_time: int = 0
-    overlap_from: datetime | None = None
-    overlap_counts: Mapping[date, int] = field(default_factory=dict)
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def arrivals(
-    conn: psycopg.Connection[Any], last: Published, own_day: date, config: Settings
-) -> Arrivals:
-    """The arrivals in (watermark, bound], the bound being the latest received_at outside the
-    arrival lag, and the rows that committed late below the watermark: those of the days whose
-    count in the last publication's overlap window grew. A first run (no watermark) takes every
-    look-back day with events received by the bound, and none older: it probes its look-back
-    days, and groups only later ones."""
-    tz = config.report_tz
-    watermark = last.watermark
-    lookback_start = own_day - timedelta(days=config.lookback_days)
-    lag = config.arrival_lag_seconds
-    (floor,) = conn.execute(
-        sql("postgres/arrival_floor"), {"lag": lag, "watermark": watermark}
-    ).fetchone()
+# Where the bound is looked for: among the arrivals of these last seconds before the lag (a
+# steady stream has some), else among the rows of the table's last pages, a few first.
+RECENT_SECONDS = 10
+FLOOR_PAGES = (64, 4096)
+
+
+def arrival_bound(
+    conn: psycopg.Connection[Any], watermark: datetime | None, lag: int
+) -> datetime | None:
+    """How far a run reads arrivals: the latest received_at outside the arrival lag (the
+    watermark when nothing newer arrived; None when nothing ever did). Found reading little: a
+    quarter-hour run must not read more to find it than it reads arrivals."""
+    (now,) = conn.execute("SELECT now()").fetchone()
+    recent = now - timedelta(seconds=lag + RECENT_SECONDS)
+    start = recent if watermark is None else max(watermark, recent)
+    (bound,) = conn.execute(sql("postgres/arrival_bound"), {"lag": lag, "start": start}).fetchone()
+    if bound is not None:
+        return bound
+    for pages in FLOOR_PAGES:
+        (floor,) = conn.execute(
+            sql("postgres/arrival_floor"), {"lag": lag, "watermark": watermark, "pages": pages}
+        ).fetchone()
+        if floor is not None:
+            break
     (bound,) = conn.execute(
         sql("postgres/arrival_bound"), {"lag": lag, "start": floor or watermark}
     ).fetchone()
-    until = bound or floor or watermark
-    probed = (
-        _days_with_events(conn, lookback_start, own_day, config, until=until)
-        if watermark is None and until is not None
-        else set()
-    )
-    earliest, latest = storable_bounds(tz)
-    own_from = until - timedelta(seconds=config.arrival_overlap_seconds) if until else None
-    counted = conn.execute(
-        sql("postgres/arrivals"),
-        {
-            "tz": tz.key,
-            "until": until,
-            "watermark": watermark,
-            "since": day_bounds(own_day, tz)[1],
-            "earliest": earliest,
-            "latest": latest,
-            "tolerance": config.future_tolerance_seconds,
-            "previous_from": last.overlap_from,
-            "own_from": own_from,
-        },
-    ).fetchall()
-    # Events that arrived, and events that committed late: the growth of a day's count in the
-    # last publication's window (a day it did not count had none then).
-    found = [(day, events) for day, events, _, _ in counted if events]
-    found += [
-        (day, previous - last.overlap_counts.get(day, 0))
-        for day, _, previous, _ in counted
-        if previous > last.overlap_counts.get(day, 0)
-    ]
-    dated = [(day, events) for day, events in found if day is not None]
-    return Arrivals(
-        lookback_start=lookback_start,
-        until=until,
-        days=frozenset(probed | {day for day, _ in dated if day >= lookback_start}),
-        beyond=sum(events for day, events in dated if day < lookback_start),
-        bad_time=sum(events for day, events in found if day is None),
-        overlap_from=own_from,
-        overlap_counts={day: own for day, _, _, own in counted if day is not None and own},
-    )
+    return bound or floor or watermark
 
 
-def _days_with_events(
-    conn: psycopg.Connection[Any], first: date, last: date, config: Settings, *, until: datetime
+def days_with_events(
+    conn: psycopg.Connection[Any], days: list[date], config: Settings, *, until: datetime
 ) -> set[date]:
-    """The report days first..last that hold events received by `until`: one cheap probe a day,
+    """Which of the report days hold events received by `until`: one cheap probe a day,
     rather than reading them all."""
-    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if not days:
+        return set()
     bounds = [day_bounds(day, config.report_tz) for day in days]
     setting, probe = statements("postgres/arrival_days")
     with conn.transaction():

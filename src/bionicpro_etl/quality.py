@@ -9,6 +9,7 @@ overridden through `BIONICPRO_QUALITY_LEVELS`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -17,7 +18,6 @@ from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl.config import Settings, settings
 from bionicpro_etl.queries import sql
-from bionicpro_etl.run import Plan
 from bionicpro_etl.staging import Staging
 
 # A day's volume is judged only against this many days of history, at least.
@@ -57,26 +57,28 @@ def judge(check: str, figure: float, detail: str = "", config: Settings | None =
 def run_checks(
     client: Client,
     stage: Staging,
-    plan: Plan,
+    days: Sequence[date],
     crm_reject_share: float,
     config: Settings | None = None,
 ) -> list[Result]:
     config = config or settings()
     result = client.query(
         sql("clickhouse/build/quality_figures"),
-        parameters={**stage.tables(), "days": list(plan.days)},
+        parameters={**stage.tables(), "days": list(days)},
     )
     figures: dict[str, Any] = dict(zip(result.column_names, result.result_rows[0], strict=True))
     results = [judge(check, float(figure), config=config) for check, figure in figures.items()]
     results.append(judge("crm_reject_share", crm_reject_share, config=config))
-    results.extend(_day_volumes(client, stage, plan, config))
+    results.extend(_day_volumes(client, stage, days, config))
     return results
 
 
-def _day_volumes(client: Client, stage: Staging, plan: Plan, config: Settings) -> list[Result]:
+def _day_volumes(
+    client: Client, stage: Staging, days: Sequence[date], config: Settings
+) -> list[Result]:
     rows = client.query(
         sql("clickhouse/build/quality_day_volumes"),
-        parameters={**stage.tables(), "days": list(plan.days)},
+        parameters={**stage.tables(), "days": list(days)},
     ).result_rows
     results = []
     for day, day_rows, trailing_avg, trailing_days in rows:

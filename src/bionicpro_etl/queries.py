@@ -13,7 +13,7 @@ import sqlparse
 
 @cache
 def sql(name: str, package: str = __package__) -> str:
-    """The text of `sql/<name>.sql` in `package` (a path like `postgres/telemetry_daily`)."""
+    """The text of `sql/<name>.sql` in `package` (a path like `postgres/telemetry_partials`)."""
     return files(package).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 

@@ -88,20 +88,28 @@ class StoreReady(StageResult):
 
 
 class Plan(StageResult):
-    """Which days the run rebuilds, and the arrival window (watermarks) it reads."""
+    """What the run reads from PostgreSQL, decided once for every shard of the extract.
+
+    Arrivals are read from `reread_from` to `watermark_after` (none when `reread_from` is None:
+    a first run) and sorted into the days `state_start`..`state_end`. They are merged into the
+    state of the `kept` days (empty for a day with no event received by `reread_from`); the days
+    in `read_whole` are read whole instead (up to `reread_from`; the arrivals bring the rest).
+    Arrivals for other days are not applied, only counted. `days` are published whatever
+    arrives: the own day unless published (or when forced), and on a first run the days it
+    reads whole. `reread_next` is where the next run reads arrivals after."""
 
     days: tuple[date, ...]
+    read_whole: tuple[date, ...]
+    kept: tuple[date, ...]
     lookback_start: date
+    state_start: date
+    state_end: date
     watermark_before: datetime | None
     watermark_after: datetime | None
-    # The events per report day received in (overlap_from, watermark_after] as the plan saw
-    # them: the next run counts them again to find rows that committed late (plan.py).
-    overlap_from: datetime | None = None
-    overlap_counts: dict[date, int] = Field(default_factory=dict)
-    events_beyond_lookback: int
-    # Arrived events whose time no report day can have (1960, 2200, infinity, far ahead of their
-    # arrival: a broken clock); never rows, never days to rebuild.
-    events_bad_time: int = 0
+    reread_from: datetime | None
+    reread_next: datetime | None
+    # The days after the own one that runs have published: they keep taking their arrivals.
+    published_after: tuple[date, ...] = ()
     # The latest publication when the run planned: its fence (fence.py).
     publication: int = 0
     # How many mapped tasks share the telemetry extract (each reads the users whose hash falls
@@ -109,9 +117,14 @@ class Plan(StageResult):
     shards: int = Field(default=1, ge=1)
     seconds: float = 0.0
 
+    @property
+    def state_days(self) -> tuple[date, ...]:
+        """The days whose state is complete once the run publishes."""
+        return tuple(sorted({*self.kept, *self.read_whole}))
+
 
 class TelemetryExtract(StageResult):
-    """One shard's telemetry aggregates, staged."""
+    """One shard's partial aggregates, staged."""
 
     telemetry_rows: int
     seconds: float
@@ -129,8 +142,19 @@ class CrmExtract(StageResult):
 
 
 class Transformed(StageResult):
-    """The report rows built: fresh ones of the rebuilt days, and those re-joined for CRM changes."""
+    """The days the run publishes (those `Plan.days` names and those that received arrivals),
+    the events it read, and the report rows built: fresh ones of those days, and those
+    re-joined for CRM changes."""
 
+    days: tuple[date, ...]
+    # The days whose telemetry state the run changed: the days it publishes, and later days
+    # never published (left to their own runs) that received arrivals.
+    state_changed: tuple[date, ...]
+    events_read: int
+    events_beyond_lookback: int
+    # Arrived events whose time no report day can have (1960, 2200, infinity, far ahead of their
+    # arrival: a broken clock); never rows, never days to rebuild.
+    events_bad_time: int
     report_rows: int
     refreshed_rows: int
     crm_changed_users: int

@@ -33,6 +33,8 @@ from bionicpro_etl.config import settings
 from bionicpro_etl.queries import split, sql
 
 DATABASE = "bionicpro_reports"
+# The telemetry's partial aggregates per day, kept between runs (ddl/create_telemetry_state.sql).
+STATE = f"{DATABASE}.telemetry_state"
 # The tables that reports and analysts read, each given a Distributed table for reads.
 READ_TABLES = ("reports_data_mart", "user_monthly_summary", "published_days")
 # sql/clickhouse/ddl/<name>.sql, in the order they are applied.
@@ -42,6 +44,7 @@ DDL = (
     "create_crm_rejects",
     "create_crm_orders",
     "create_etl_runs",
+    "create_telemetry_state",
     "create_quality_checks",
     "create_user_monthly_summary",
     "create_published_days",

@@ -17,6 +17,8 @@ from clickhouse_connect.driver.client import Client
 from bionicpro_etl.queries import sql
 
 DATABASE = "bionicpro_staging"
+# The kind of table each shard of the extract writes (partials_s0, partials_s1, ...).
+PARTIALS_SHARD = "partials_s[0-9]+"
 # How much `append` gathers before an insert: some 40 CRM pages of 1,000 items; a telemetry batch
 # (a day's aggregates, megabytes) goes in alone, as before.
 INSERT_BYTES = 4 * 2**20
@@ -37,29 +39,46 @@ class Staging:
     def telemetry(self) -> str:
         return self._name("telemetry")
 
-    def telemetry_shard(self, shard: int) -> str:
-        return self._name(f"telemetry_s{shard}")
+    @property
+    def partials(self) -> str:
+        return self._name("partials")
 
-    def recreate_telemetry_union(self, client: Client) -> None:
-        """`telemetry` reads every shard's table (a Merge table), whatever their number; shard
-        tables of an earlier attempt are dropped, and shard 0's stands empty until it runs."""
+    def partials_shard(self, shard: int) -> str:
+        return self._name(f"partials_s{shard}")
+
+    @property
+    def kept(self) -> str:
+        return self._name("kept")
+
+    @property
+    def state_next(self) -> str:
+        return self._name("state_next")
+
+    def pattern(self, *kinds: str) -> str:
+        """A regular expression of the run's tables of these kinds (regular expressions too)."""
+        return f"^({'|'.join(kinds)})_{self.key}$"
+
+    def recreate_partials_union(self, client: Client, model: str) -> None:
+        """`partials` reads every shard's table (a Merge table), whatever their number; shard
+        tables of an earlier attempt are dropped, and shard 0's stands empty until it runs.
+        Each has the columns and keys of `model` (db.table)."""
         for (name,) in client.query(
             "SELECT name FROM system.tables WHERE database = {db:String} AND match(name, {shards:String})",
             parameters={"db": DATABASE, "shards": self._shards_pattern()},
         ).result_rows:
             drop(client, name)
-        self.recreate(client, self.telemetry_shard(0), "staging_telemetry")
-        drop(client, self.telemetry)
+        self.recreate_like(client, self.partials_shard(0), model)
+        drop(client, self.partials)
         # The AS clause takes no identifier parameter; the name is ours (a hex run key), quoted.
         client.command(
             "CREATE TABLE bionicpro_staging.{table:Identifier}"
-            f" AS bionicpro_staging.{quote_identifier(self.telemetry_shard(0))}"
+            f" AS bionicpro_staging.{quote_identifier(self.partials_shard(0))}"
             " ENGINE = Merge(bionicpro_staging, {shards:String})",
-            parameters={"table": self.telemetry, "shards": self._shards_pattern()},
+            parameters={"table": self.partials, "shards": self._shards_pattern()},
         )
 
     def _shards_pattern(self) -> str:
-        return f"^telemetry_s[0-9]+_{self.key}$"
+        return self.pattern(PARTIALS_SHARD)
 
     @property
     def crm_items(self) -> str:
@@ -89,6 +108,9 @@ class Staging:
         """The run's table names under the parameter names the SQL files use."""
         kinds = (
             "telemetry",
+            "partials",
+            "kept",
+            "state_next",
             "crm_items",
             "crm_orders_next",
             "changed_users",

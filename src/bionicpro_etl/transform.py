@@ -1,13 +1,17 @@
 """Transform: the run's report rows, built inside ClickHouse over its staging tables.
 
 The join and the arithmetic are set operations the engine does in one pass; no data leaves the
-store. Steps, each one file in sql/clickhouse/build/: the CRM dimension's next version, the users whose CRM data
-changed, the CRM fields of every row the run writes, then the rows: fresh ones for the rebuilt
+store. Steps, each one file in sql/clickhouse/build/: the next telemetry state of the days the
+run publishes (what it read merged into what the state kept) and their telemetry per (user,
+prosthesis, day) merged from it; the CRM dimension's next version, the users whose CRM data
+changed, the CRM fields of every row the run writes, then the rows: fresh ones for the run's
 days, and the look-back's rows of changed users with their new CRM fields.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -15,6 +19,7 @@ from clickhouse_connect.driver.client import Client
 from bionicpro_etl import staging
 from bionicpro_etl.queries import sql
 from bionicpro_etl.run import Plan
+from bionicpro_etl.schema import STATE
 from bionicpro_etl.staging import Staging
 
 MART = "bionicpro_reports.reports_data_mart"
@@ -22,14 +27,22 @@ CRM_ORDERS = "bionicpro_reports.crm_orders"
 
 
 def build_report_rows(
-    client: Client, stage: Staging, run_id: str, plan: Plan, *, full_crm: bool
+    client: Client,
+    stage: Staging,
+    run_id: str,
+    days: Sequence[date],
+    lookback_start: date,
+    *,
+    full_crm: bool,
 ) -> dict[str, int]:
+    """The report rows of `days` from their telemetry (`merge_state`), and the look-back's rows
+    of users whose CRM data changed."""
     params: dict[str, Any] = {
         **stage.tables(),
         "run_id": run_id,
         "full": full_crm,
-        "days": list(plan.days),
-        "lookback_start": plan.lookback_start,
+        "days": list(days),
+        "lookback_start": lookback_start,
     }
     stage.recreate_like(client, stage.crm_orders_next, CRM_ORDERS)
     stage.recreate(client, stage.changed_users, "staging_changed_users")
@@ -44,3 +57,79 @@ def build_report_rows(
         "refreshed_rows": staging.count(client, stage.report_rows) - fresh,
         "crm_changed_users": staging.count(client, stage.changed_users),
     }
+
+
+def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> dict[str, Any]:
+    """The next state of the days the run changes (those it read whole and those that received
+    arrivals, among the days whose state is complete), and the telemetry of the days it
+    publishes: the days the plan names and those that received new arrivals, but a later day
+    than the own one only if it was published before. Arrivals for any other day are counted, not
+    applied: beyond the look-back, or (after the last day, events_arrived.sql) from a broken
+    clock."""
+    state_days = list(plan.state_days)
+    events_read, beyond, bad_time, arrived = client.query(
+        "SELECT sum(total_actions),"
+        " sumIf(total_actions, report_date NOT IN {state_days:Array(Date)} AND report_date <= {end:Date}),"
+        " sumIf(total_actions, report_date > {end:Date}),"
+        " groupUniqArrayIf(report_date, report_date IN {state_days:Array(Date)})"
+        " FROM bionicpro_staging.{partials:Identifier}",
+        parameters={"partials": stage.partials, "state_days": state_days, "end": plan.state_end},
+    ).result_rows[0]
+    changed = tuple(sorted({*plan.days, *plan.read_whole, *arrived}))
+    grown = _grown(client, stage, plan, set(arrived) - set(plan.read_whole))
+    days = tuple(
+        d for d in sorted({*plan.days, *grown}) if d <= own_day or d in plan.published_after
+    )
+    params = {
+        **stage.tables(),
+        "read_whole": list(plan.read_whole),
+        "reread_from": plan.reread_from,
+    }
+    for table in (stage.kept, stage.state_next, stage.telemetry):
+        stage.recreate_like(client, table, STATE)
+    client.command(sql("clickhouse/build/state_kept"), parameters={**params, "days": list(changed)})
+    for target, sources, by_slot, of in (
+        (stage.state_next, stage.pattern(staging.PARTIALS_SHARD, "kept"), True, changed),
+        (stage.telemetry, stage.pattern("state_next"), False, days),
+    ):
+        client.command(
+            sql("clickhouse/build/state_merge"),
+            parameters={
+                **params,
+                "target": target,
+                "sources": sources,
+                "by_slot": by_slot,
+                "days": list(of),
+            },
+        )
+    return {
+        "days": days,
+        "state_changed": changed,
+        "events_read": events_read,
+        "events_beyond_lookback": beyond,
+        "events_bad_time": bad_time,
+    }
+
+
+def _grown(client: Client, stage: Staging, plan: Plan, arrived: set[date]) -> set[date]:
+    """The days among `arrived` that received events the last run had not read: more events
+    after the re-read point than the state held there (the overlap re-read alone changes no
+    day; telemetry is append-only, so a count only grows)."""
+    if not arrived:
+        return set()
+    read = dict(
+        client.query(
+            "SELECT report_date, sum(total_actions) FROM bionicpro_staging.{partials:Identifier}"
+            " WHERE report_date IN {days:Array(Date)} GROUP BY report_date",
+            parameters={"partials": stage.partials, "days": sorted(arrived)},
+        ).result_rows
+    )
+    held = dict(
+        client.query(
+            f"SELECT report_date, sum(total_actions) FROM {STATE}"
+            " WHERE report_date IN {days:Array(Date)}"
+            " AND slot >= {reread_from:Nullable(DateTime64(6, 'UTC'))} GROUP BY report_date",
+            parameters={"days": sorted(arrived), "reread_from": plan.reread_from},
+        ).result_rows
+    )
+    return {day for day in arrived if read.get(day, 0) > held.get(day, 0)}

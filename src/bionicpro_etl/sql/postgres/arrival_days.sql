@@ -8,7 +8,7 @@
 -- to it: hence no sequential scans here (SET LOCAL: this transaction only). IS TRUE keeps the
 -- received_at condition a filter: a bitmap of every block from its BRIN index costs more than
 -- the rows it would skip. An event more than %(tolerance)s seconds ahead of its arrival is from a
--- broken clock, no event of its day (arrivals.sql).
+-- broken clock, no event of its day (telemetry_partials.sql).
 SET LOCAL enable_seqscan = off;
 
 SELECT d.report_date

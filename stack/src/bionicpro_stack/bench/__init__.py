@@ -1,7 +1,8 @@
 """`make bench`: one report day at production scale, built four ways on the same data.
 
-(a) the lower bound: the day's aggregate query (`sql/postgres/telemetry_daily.sql`) on PostgreSQL
-    alone, read through ADBC as the pipeline reads it;
+(a) the lower bound: the day's aggregate query (`sql/postgres/telemetry_partials.sql` over
+    `events_of_day.sql`, the day read whole) on PostgreSQL alone, read through ADBC as the
+    pipeline reads it;
 (b) the pipeline without Airflow (`pipeline.run_all`), then again with no new data;
 (c) the same day through `airflow dags test reports_etl_dag <day>`;
 (d) the naive reference of `bench.naive` (pandas, JSON hand-overs, row-wise apply);

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bionicpro_stack import bench
 from bionicpro_stack.bench.check import check, check_nights
-from bionicpro_stack.bench.data import HISTORY_DAYS
+from bionicpro_stack.bench.data import HISTORY_DAYS, NIGHT, NIGHT_DAYS
 from bionicpro_stack.bench.job import (
     DAY,
     FULL,
@@ -26,7 +26,7 @@ from bionicpro_stack.bench.job import (
 )
 from bionicpro_stack.bench.measure import CHILDREN, airflow, child, run_child
 from bionicpro_stack.bench.report import ROWS, Results, Series, markdown, stages, table, targets
-from bionicpro_stack.bench.source import postgres_version, source_side
+from bionicpro_stack.bench.source import postgres_version, rows_read, source_side
 from bionicpro_stack.services import Stack
 
 RUN_ID = "bench_pipeline"
@@ -71,7 +71,10 @@ def run_bench(scale: Scale, small: bool) -> Results | list[str]:
         airflow(stack, ["db", "migrate"], stack.root / "logs" / "airflow-db-migrate.log")
         for i in range(scale.repeat):
             say(f"round {i + 1}/{scale.repeat}: (a) the aggregate query alone")
-            runs["a"].append(run_child("aggregate", job))
+            runs["a"].append(counted(stack, "aggregate", job))
+            say("  the scan floor and the copy floor of the day")
+            runs["scan"].append(counted(stack, "scan_floor", job))
+            runs["copy"].append(counted(stack, "copy_floor", job))
             say("  (b) pipeline.run_all, on an empty store")
             fresh_clickhouse(stack)
             runs["b"].append(run_child("pipeline", job, f"{RUN_ID}_{i}"))
@@ -93,11 +96,14 @@ def run_bench(scale: Scale, small: bool) -> Results | list[str]:
         postgres = postgres_version(stack)
         say("(n) the next night: the following day arrives, with late events of the report day")
         arrived, nights = next_nights(stack, job, runs["n"])
+        say("(r) the realistic night and (q) its arrivals in 96 quarter-hour runs")
+        realistic, night_snapshots = realistic_night(stack, job, runs["r"], runs["q"])
     finally:
         stack.down()
 
     problems = check(stack, snapshots, {m.rows for m in runs["a"]})
     problems += check_nights(stack, nights, arrived.events, runs["n"])
+    problems += check_nights(stack, night_snapshots, realistic.events, runs["r"])
     if problems:
         return problems
     return Results(
@@ -110,6 +116,7 @@ def run_bench(scale: Scale, small: bool) -> Results | list[str]:
         postgres=postgres,
         plans=plans,
         night_events=sum(arrived.events.values()),
+        night_arrivals=realistic.rows,
     )
 
 
@@ -135,6 +142,50 @@ def next_nights(stack: Stack, job: Job, into: list[Measured]) -> tuple[Measured,
         run_child("snapshot", night, f"next_night-{i}")
         snapshots.append(f"next_night-{i}")
     return arrived, snapshots
+
+
+def counted(stack: Stack, name: str, job: Job, arg: str = "") -> Measured:
+    """`run_child`, with the rows and blocks PostgreSQL read of the telemetry meanwhile."""
+    rows, blocks = rows_read(stack)
+    measured = run_child(name, job, arg)
+    rows_after, blocks_after = rows_read(stack)
+    return replace(measured, rows_read=rows_after - rows, blocks_read=blocks_after - blocks)
+
+
+def realistic_night(
+    stack: Stack, job: Job, nights: list[Measured], quarters: list[Measured]
+) -> tuple[Measured, list[str]]:
+    """(r) and (q), in a table of their own (the benchmark's is replaced): the days before the
+    night are published by a first run (not measured); then, from a copy of that store, (q)
+    appends the night's arrivals a quarter of an hour at a time, each followed by a run, and each
+    round of (r) runs the nightly run over all of them at once. Returns the night's arrivals
+    (with each day's events) and the snapshots: (q)'s last, then each round of (r)'s."""
+    prepared = run_child("realistic_sources", job)
+    say(
+        f"  {prepared.rows:,} arrivals of the night made in {prepared.seconds:.0f} s (not measured)"
+    )
+    fresh_clickhouse(stack)
+    before = replace(job, day=(NIGHT - timedelta(days=1)).isoformat())
+    run_child("pipeline", before, f"{RUN_ID}_before_night")
+    store = stack.root / "clickhouse-before-night"
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.copytree(stack.clickhouse_dir, store, symlinks=True)
+    # the days the nightly run publishes: the next one is left to its own run
+    days = replace(job, first_day=NIGHT_DAYS[0].isoformat(), day=NIGHT.isoformat())
+    say("  (q) 96 quarter-hour runs")
+    quarters.append(counted(stack, "quarter_hours", job, f"{RUN_ID}_quarter"))
+    run_child("snapshot", days, "quarter_hours")
+    snapshots = ["quarter_hours"]
+    arrived = run_child("night", job)
+    for i in range(job.scale.repeat):
+        say(f"  (r) round {i + 1}/{job.scale.repeat}: pipeline.run_all for {NIGHT}")
+        shutil.rmtree(stack.clickhouse_dir)
+        shutil.copytree(store, stack.clickhouse_dir, symlinks=True)
+        nightly = replace(job, day=NIGHT.isoformat())
+        nights.append(counted(stack, "pipeline", nightly, f"{RUN_ID}_night_{i}"))
+        run_child("snapshot", days, f"night-{i}")
+        snapshots.append(f"night-{i}")
+    return replace(arrived, rows=prepared.rows), snapshots
 
 
 def say(message: str) -> None:

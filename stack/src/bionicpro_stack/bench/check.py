@@ -48,21 +48,22 @@ def check(stack: Stack, snapshots: Sequence[str], aggregate_rows: set[int]) -> l
 def check_nights(
     stack: Stack, snapshots: Sequence[str], events: dict[str, int], runs: Sequence[Measured]
 ) -> list[str]:
-    """Every round of (n) rebuilt both days, built the same rows, and every event of each day,
-    the late ones included, is counted in the day's rows exactly once."""
+    """Every round of a night rebuilt each of the days its events name, built the same rows, and
+    every event of each day, the late ones included, is counted in the day's rows exactly once."""
     reference, *others = snapshots
     expected = _read(stack, reference)
     problems = [
         f"{label}: {p}" for label in others for p in differences(expected, _read(stack, label))
     ]
     problems += [
-        f"(n) rebuilt {m.pipeline.loaded.days} day(s), not 2"
+        f"{reference}: rebuilt {m.pipeline.loaded.days} day(s), not {len(events)}"
         for m in runs
-        if m.pipeline.loaded.days != 2
+        if m.pipeline.loaded.days != len(events)
     ]
     actions = expected.groupby(expected["report_date"].astype(str))["total_actions"].sum()
     problems += [
-        f"(n): {day} has {int(actions.get(day, 0)):,} actions in the mart, {n:,} events in PostgreSQL"
+        f"{reference}: {day} has {int(actions.get(day, 0)):,} actions in the mart, {n:,} events in"
+        " PostgreSQL"
         for day, n in events.items()
         if actions.get(day, 0) != n
     ]

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,8 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bionicpro_etl.config import settings
+from bionicpro_etl.extract import partials_sql
 from bionicpro_etl.queries import sql
-from bionicpro_etl.report_day import day_bounds
+from bionicpro_etl.report_day import day_bounds, storable_bounds
 from bionicpro_stack import generate
 from bionicpro_stack.bench.job import DAY, SEED, Job, Measured, Scale
 
@@ -23,6 +25,14 @@ from bionicpro_stack.bench.job import DAY, SEED, Job, Measured, Scale
 # in production, where it holds months) and the index on event_time has work to do. They lie just
 # before the pipeline's look-back window, so that every run builds the one report day only.
 HISTORY_DAYS = 2
+# A bound after every arrival, for the day's query on its own.
+EVER = datetime(9999, 12, 31, tzinfo=UTC)
+# The realistic night (r): the report day whose nightly run is measured. Its arrivals are what
+# the generator's profile brings in the 24 hours before that run (02:00 after NIGHT): NIGHT's
+# events, the next day's first two hours, and the late uploads (3 % of a day's events, 1 to 5
+# days late) of the five days before. Far after DAY's days, in a table of its own making.
+NIGHT = DAY + timedelta(days=14)
+NIGHT_DAYS = [NIGHT + timedelta(days=k) for k in range(-5, 2)]
 
 
 def fleet(scale: Scale) -> generate.Fleet:
@@ -67,15 +77,18 @@ def late_uploads(events: int) -> int:
 
 def named_aggregate_sql() -> str:
     """The day's aggregate query with named placeholders (`%(p1)s`) for psycopg and pandas."""
-    return re.sub(r"\$(\d+)", r"%(p\1)s", sql("postgres/telemetry_daily").replace("%", "%%"))
+    return re.sub(r"\$(\d+)", r"%(p\1)s", partials_sql("events_of_day").replace("%", "%%"))
 
 
 def aggregate_params(day: date, tz: ZoneInfo) -> dict[str, Any]:
-    """The query's parameters $1.. as `extract.telemetry_batches` binds them for one day: its
-    bounds, the report zone, all users (shard 0 of 1) and the clock tolerance."""
+    """The query's parameters $1.. as `extract.telemetry_batches` binds them for a day read
+    whole: its bounds and itself; every event received (no arrival bound, no re-read point, one
+    slot); all users (shard 0 of 1); the clock tolerance and the days the mart can hold."""
     start, end = day_bounds(day, tz)
+    earliest, latest = storable_bounds(tz)
     tolerance = settings().future_tolerance_seconds
-    return {"p1": start, "p2": end, "p3": tz.key, "p4": 1, "p5": 0, "p6": tolerance}
+    return {"p1": start, "p2": end, "p3": day, "p4": EVER, "p5": None, "p6": EVER, "p7": 1,
+            "p8": 0, "p9": tolerance, "p10": earliest, "p11": latest}  # fmt: skip
 
 
 def history_days() -> list[date]:
@@ -155,3 +168,93 @@ def append_next_night(job: Job) -> Measured:
                 day_bounds(day, tz),
             ).fetchone()
     return Measured(seconds=perf_counter() - started, rows=batch.num_rows, events=events)
+
+
+def night_window(tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """(r)'s arrivals: received after the nightly run before it (02:00 on NIGHT), up to its own
+    (02:00 on the day after)."""
+    start = day_bounds(NIGHT, tz)[0] + timedelta(hours=2)
+    return start, start + timedelta(days=1)
+
+
+def night_arrivals_path(job: Job) -> Path:
+    return job.stack.root / "results" / "night_arrivals.parquet"
+
+
+def realistic_sources(job: Job) -> Measured:
+    """The realistic night's table, in place of the benchmark's: the days NIGHT_DAYS as the
+    generator makes them (each with its late uploads), the rows received before the night in
+    the table, in arrival order; the night's arrivals kept aside (Parquet) to be appended at
+    once or a quarter of an hour at a time. Reports the night's arrivals."""
+    import adbc_driver_postgresql.dbapi as adbc_pg
+    import psycopg
+    import pyarrow.parquet as pq
+
+    started = perf_counter()
+    stack, tz, scale = job.stack, settings().report_tz, job.scale
+    before, until = night_window(tz)
+    days = pa.concat_tables(
+        generate.telemetry_day(fleet(scale), d, tz, as_of=until, events=scale.events)
+        for d in NIGHT_DAYS
+    )
+    days = days.take(pc.sort_indices(days["received_at"]))
+    earlier = pc.less_equal(days["received_at"], pa.scalar(before, pa.timestamp("us", tz="UTC")))
+    arrivals = days.filter(pc.invert(earlier))
+    pq.write_table(arrivals, night_arrivals_path(job))
+    dsn = stack.dsn("bionicpro")
+    with adbc_pg.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE public.telemetry_events RESTART IDENTITY")
+            cur.adbc_ingest("telemetry_events", days.filter(earlier), mode="append")
+        conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE public.telemetry_events")
+        conn.execute("CHECKPOINT")
+    return Measured(seconds=perf_counter() - started, rows=arrivals.num_rows)
+
+
+def night_arrivals(job: Job) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(night_arrivals_path(job))
+
+
+def night_slice(job: Job, arrivals: pa.Table, after: datetime, until: datetime) -> int:
+    """Append the night's arrivals received in (after, until]; returns how many."""
+    import adbc_driver_postgresql.dbapi as adbc_pg
+
+    stamp = pa.timestamp("us", tz="UTC")
+    received = arrivals["received_at"]
+    batch = arrivals.filter(
+        pc.and_(
+            pc.greater(received, pa.scalar(after, stamp)),
+            pc.less_equal(received, pa.scalar(until, stamp)),
+        )
+    )
+    with adbc_pg.connect(job.stack.dsn("bionicpro")) as conn:
+        with conn.cursor() as cur:
+            cur.adbc_ingest("telemetry_events", batch, mode="append")
+        conn.commit()
+    return batch.num_rows
+
+
+def append_night(job: Job) -> Measured:
+    """Append all of the night's arrivals (not part of any measurement); reports the events of
+    each day the nightly run publishes (all but the next day, left to its own run), for the
+    check of (r)."""
+    import psycopg
+
+    started = perf_counter()
+    tz = settings().report_tz
+    rows = night_slice(job, night_arrivals(job), *night_window(tz))
+    with psycopg.connect(job.stack.dsn("bionicpro"), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE public.telemetry_events")
+        events = {
+            day.isoformat(): conn.execute(
+                "SELECT count(*) FROM public.telemetry_events"
+                " WHERE event_time >= %s AND event_time < %s",
+                day_bounds(day, tz),
+            ).fetchone()[0]
+            for day in NIGHT_DAYS[:-1]
+        }
+    return Measured(seconds=perf_counter() - started, rows=rows, events=events)

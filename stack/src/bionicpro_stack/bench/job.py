@@ -42,7 +42,8 @@ class Job:
     arg: str = ""  # the run id of a pipeline run, the label of a snapshot
     table: str = MART  # the table a snapshot reads
     result: str = ""
-    day: str = DAY.isoformat()  # a pipeline run's own day; a snapshot reads DAY to this one
+    day: str = DAY.isoformat()  # a pipeline run's own day; a snapshot reads first_day to this one
+    first_day: str = DAY.isoformat()
 
     @property
     def stack(self) -> Stack:
@@ -60,7 +61,8 @@ class Job:
 @dataclass
 class Measured:
     """One measurement: wall time, rows, the process's peak RSS; a pipeline run's own result
-    (its stages' times among it), the events a day holds, the engine's version."""
+    (its stages' times among it), the events a day holds, the engine's version; for a series of
+    runs, each one's time; what PostgreSQL read meanwhile, by its own statistics."""
 
     seconds: float
     rows: int
@@ -68,6 +70,9 @@ class Measured:
     run: dict[str, Any] | None = None  # RunResult, as JSON
     events: dict[str, int] = field(default_factory=dict)  # by report day
     version: str = ""
+    times: list[float] = field(default_factory=list)  # each run of a series of runs
+    rows_read: int = 0  # rows PostgreSQL read meanwhile (its statistics, not the pipeline's)
+    blocks_read: int = 0  # and the table's blocks it touched (hit or read)
 
     @property
     def pipeline(self) -> RunResult:

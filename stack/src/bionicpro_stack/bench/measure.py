@@ -11,15 +11,26 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 from bionicpro_etl.config import settings
-from bionicpro_etl.queries import sql
+from bionicpro_etl.extract import partials_sql
+from bionicpro_etl.report_day import day_bounds, report_day_of
+from bionicpro_etl.run import RunResult
 from bionicpro_stack.bench.check import COLUMNS, snapshot_path
-from bionicpro_stack.bench.data import aggregate_params, append_next_night, generate_sources
+from bionicpro_stack.bench.data import (
+    aggregate_params,
+    append_next_night,
+    append_night,
+    generate_sources,
+    night_arrivals,
+    night_slice,
+    night_window,
+    realistic_sources,
+)
 from bionicpro_stack.bench.job import DAY, MART, Job, Measured
 from bionicpro_stack.services import CRM_USER, EMBEDDED_ENGINE_ENV, Stack
 
@@ -38,9 +49,44 @@ def measure_aggregate(job: Job) -> Measured:
     started = perf_counter()
     rows = 0
     with adbc_pg.connect(job.stack.dsn("bionicpro")) as conn, conn.cursor() as cur:
-        cur.execute(sql("postgres/telemetry_daily"), parameters=params)
+        cur.execute(partials_sql("events_of_day"), parameters=params)
         for batch in cur.fetch_record_batch():
             rows += batch.num_rows
+    return Measured(seconds=perf_counter() - started, rows=rows)
+
+
+def measure_scan_floor(job: Job) -> Measured:
+    """The scan floor beside (a): the day's rows counted through the same index, no values read
+    out. Any design that reads the day from PostgreSQL pays at least this."""
+    return _read_day(job, "count(*)")
+
+
+def measure_copy_floor(job: Job) -> Measured:
+    """The copy floor beside (a): the day's raw rows streamed out as Arrow (ADBC), as a design
+    that aggregates outside PostgreSQL would have to."""
+    return _read_day(job, COPIED)
+
+
+# The columns an aggregate elsewhere would need.
+COPIED = (
+    "user_id, prosthesis_id, event_time, received_at, action_type, response_time_ms,"
+    " battery_level, duration_seconds"
+)
+
+
+def _read_day(job: Job, columns: str) -> Measured:
+    import adbc_driver_postgresql.dbapi as adbc_pg
+
+    start, end = day_bounds(DAY, settings().report_tz)
+    query = (
+        f"SELECT {columns} FROM public.telemetry_events WHERE event_time >= $1 AND event_time < $2"
+    )
+    started = perf_counter()
+    rows = 0
+    with adbc_pg.connect(job.stack.dsn("bionicpro")) as conn, conn.cursor() as cur:
+        cur.execute(query, parameters=(start, end))
+        for batch in cur.fetch_record_batch():
+            rows += batch.num_rows if columns == COPIED else batch.column(0)[0].as_py()
     return Measured(seconds=perf_counter() - started, rows=rows)
 
 
@@ -57,29 +103,57 @@ def _crm_session(stack: Stack) -> requests.Session:
 def measure_pipeline(job: Job) -> Measured:
     """(b) `pipeline.run_all` for the day, clients opened and closed inside the timing; the
     stages' own times come back in its result."""
+    started = perf_counter()
+    result = _run(job.stack, job.arg, date.fromisoformat(job.day))
+    return Measured(
+        seconds=perf_counter() - started, rows=result.loaded.published_rows, run=result.to_xcom()
+    )
+
+
+def _run(stack: Stack, run_id: str, day: date) -> RunResult:
+    """`pipeline.run_all` for `day`, its clients opened and closed around it."""
     import clickhouse_connect
 
     from bionicpro_etl import pipeline
     from bionicpro_etl.run import Run
 
-    stack = job.stack
-    started = perf_counter()
     client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
     session = _crm_session(stack)
     try:
-        result = pipeline.run_all(
+        return pipeline.run_all(
             dsn=stack.dsn("bionicpro"),
             session=session,
             base_url=stack.crm_url,
             client=client,
-            run=Run(run_id=job.arg, day=date.fromisoformat(job.day)),
+            run=Run(run_id=run_id, day=day),
         )
     finally:
         session.close()
         client.close()
+
+
+def measure_quarter_hours(job: Job) -> Measured:
+    """(q) The realistic night's arrivals a quarter of an hour at a time, each followed by the
+    run of a `*/15` schedule (its own day: the one it runs in), timed one by one; the appends
+    are not. Returns the runs' total, each run's time, and the last run's result."""
+    os.environ["BIONICPRO_SCHEDULE"] = "*/15 * * * *"
+    tz = settings().report_tz
+    start, end = night_window(tz)
+    arrivals = night_arrivals(job)
+    times, result = [], None
+    for k in range(QUARTERS):
+        after, until = start + k * QUARTER, min(start + (k + 1) * QUARTER, end)
+        night_slice(job, arrivals, after, until)
+        started = perf_counter()
+        result = _run(job.stack, f"{job.arg}_{k}", report_day_of(after, tz))
+        times.append(perf_counter() - started)
     return Measured(
-        seconds=perf_counter() - started, rows=result.loaded.published_rows, run=result.to_xcom()
+        seconds=sum(times), rows=result.loaded.published_rows, run=result.to_xcom(), times=times
     )
+
+
+QUARTER = timedelta(minutes=15)
+QUARTERS = 96
 
 
 def measure_crm_read(job: Job) -> Measured:
@@ -159,7 +233,7 @@ def measure_naive(job: Job) -> Measured:
 
 
 def snapshot(job: Job) -> Measured:
-    """The rows of `job.table` from DAY to `job.day` (the report columns it has), saved as Parquet
+    """The rows of `job.table` from `job.first_day` to `job.day` (the report columns it has), saved as Parquet
     for the comparison; also reports the engine's version."""
     import clickhouse_connect
     import pyarrow.parquet as pq
@@ -171,7 +245,10 @@ def snapshot(job: Job) -> Measured:
             f"SELECT {', '.join(c.name for c in COLUMNS if c.name in has)} FROM {job.table}"
             " WHERE report_date BETWEEN {first:Date} AND {last:Date}"
             " ORDER BY report_date, user_id, prosthesis_id",
-            parameters={"first": DAY, "last": date.fromisoformat(job.day)},
+            parameters={
+                "first": date.fromisoformat(job.first_day),
+                "last": date.fromisoformat(job.day),
+            },
         )
         version = client.server_version
     finally:
@@ -183,7 +260,12 @@ def snapshot(job: Job) -> Measured:
 CHILDREN: dict[str, Callable[[Job], Measured]] = {
     "generate": generate_sources,
     "next_night": append_next_night,
+    "realistic_sources": realistic_sources,
+    "night": append_night,
     "aggregate": measure_aggregate,
+    "scan_floor": measure_scan_floor,
+    "copy_floor": measure_copy_floor,
+    "quarter_hours": measure_quarter_hours,
     "pipeline": measure_pipeline,
     "crm_read": measure_crm_read,
     "airflow": measure_airflow,

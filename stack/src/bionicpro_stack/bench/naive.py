@@ -86,7 +86,7 @@ def _report_row(row: pd.Series, run_id: str) -> dict[str, Any]:
         names = ("", "", "")
     seconds = round(float(row["usage_seconds"]))
     hours = seconds / 3600
-    avg_response = _number(row["avg_response_time"])
+    avg_response = _mean(row["response_sum"], row["total_actions"] - row["invalid_response_count"])
     return {
         "user_id": int(row["user_id"]),
         "email": names[0],
@@ -101,7 +101,9 @@ def _report_row(row: pd.Series, run_id: str) -> dict[str, Any]:
         "grasp_count": int(row["grasp_count"]),
         "release_count": int(row["release_count"]),
         "flex_count": int(row["flex_count"]),
-        "avg_battery_level": _number(row["avg_battery_level"]),
+        "avg_battery_level": _mean(
+            row["battery_sum"], row["total_actions"] - row["invalid_battery_count"]
+        ),
         "min_battery_level": _number(row["min_battery_level"]),
         "total_usage_seconds": seconds,
         "usage_hours": hours,
@@ -119,6 +121,10 @@ def _report_row(row: pd.Series, run_id: str) -> dict[str, Any]:
 
 def _number(value: Any) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
+
+
+def _mean(total: Any, count: Any) -> float | None:
+    return float(total) / int(count) if count else None
 
 
 def load(rows_json: str, chdb_path: str) -> int:

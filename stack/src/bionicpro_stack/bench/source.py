@@ -3,6 +3,7 @@ only a B-tree index on event_time, then with only a BRIN index."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,28 @@ def source_side(stack: Stack) -> tuple[IndexPlan, IndexPlan]:
             conn.execute(sql("telemetry_events", "bionicpro_stack"))
             conn.execute("ANALYZE public.telemetry_events")
     return btree, brin
+
+
+def rows_read(stack: Stack) -> tuple[int, int]:
+    """What PostgreSQL has read of the telemetry table so far, by its own statistics: rows
+    (those sequential scans returned and those index and bitmap scans fetched, before any
+    recheck) and blocks (from its cache or the disk). Read until two reads agree: a backend
+    reports its counts as it ends, a moment after its client has gone."""
+    query = (
+        "SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0),"
+        " io.heap_blks_read + io.heap_blks_hit"
+        " FROM pg_stat_user_tables AS s JOIN pg_statio_user_tables AS io USING (relid)"
+        " WHERE s.relname = 'telemetry_events'"
+    )
+    last = None
+    for _ in range(50):
+        with psycopg.connect(stack.dsn("bionicpro"), autocommit=True) as conn:
+            now = conn.execute(query).fetchone()
+        if now == last:
+            return now
+        last = now
+        time.sleep(0.2)
+    return last
 
 
 def postgres_version(stack: Stack) -> str:

@@ -1,6 +1,7 @@
 -- The run log: one row per finished run. The telemetry watermark is read back from it (the
 -- latest successful run's watermark_after), so it advances only when a whole run has published.
--- A successful run's `publication` numbers it among all publications (fence.py).
+-- A successful run's `publication` numbers it among all publications (fence.py). Its
+-- `overlap_from` is where the next run reads arrivals after (the telemetry state, plan.py).
 CREATE TABLE IF NOT EXISTS bionicpro_reports.etl_runs
 (
     run_id                 String,
@@ -11,6 +12,7 @@ CREATE TABLE IF NOT EXISTS bionicpro_reports.etl_runs
     finished_at            DateTime64(3, 'UTC') DEFAULT now64(3),
     days_rebuilt           Array(Date),
     telemetry_rows         UInt64,
+    events_read            UInt64,
     events_beyond_lookback UInt64,
     events_bad_time        UInt64,
     crm_full_refresh       Bool,
@@ -23,7 +25,6 @@ CREATE TABLE IF NOT EXISTS bionicpro_reports.etl_runs
     watermark_before       Nullable(DateTime64(6, 'UTC')),
     watermark_after        Nullable(DateTime64(6, 'UTC')),
     overlap_from           Nullable(DateTime64(6, 'UTC')),
-    overlap_counts         Map(Date, UInt64),
     crm_watermark_before   Nullable(DateTime64(6, 'UTC')),
     crm_watermark_after    Nullable(DateTime64(6, 'UTC')),
     stage_seconds          Map(String, Float64),
@@ -41,3 +42,6 @@ ALTER TABLE bionicpro_reports.etl_runs ADD COLUMN IF NOT EXISTS publication UInt
 ALTER TABLE bionicpro_reports.etl_runs
     ADD COLUMN IF NOT EXISTS overlap_from Nullable(DateTime64(6, 'UTC')) AFTER watermark_after,
     ADD COLUMN IF NOT EXISTS overlap_counts Map(Date, UInt64) AFTER overlap_from;
+-- migration 8: events_read, the events a run read; no overlap_counts (the window is read again)
+ALTER TABLE bionicpro_reports.etl_runs ADD COLUMN IF NOT EXISTS events_read UInt64 AFTER telemetry_rows;
+ALTER TABLE bionicpro_reports.etl_runs DROP COLUMN IF EXISTS overlap_counts;
