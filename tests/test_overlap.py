@@ -93,7 +93,7 @@ def test_overlapping_runs_end_as_if_one_ran_after_the_other(stack, ch, crm, no_l
             add_late_events(stack, FIRST_DAY, key, 3, ago=timedelta(0))
             more = False
 
-    watermark, _ = published_watermark(ch)
+    watermark = published_watermark(ch)
     with psycopg.connect(stack.dsn("bionicpro")) as conn:
         received = [
             at

@@ -28,15 +28,20 @@ from bionicpro_etl.run import Plan, as_utc
 from bionicpro_etl.schema import STATE
 
 
-def published_watermark(client: Client) -> tuple[datetime | None, datetime | None]:
-    """How far the published runs have read arrivals, and where the next run re-reads them
-    from; (None, None) before the first one."""
+def last_published(client: Client) -> tuple[datetime | None, datetime | None]:
+    """How far the latest publication read arrivals, and where the next run reads them after
+    (`overlap_from`); (None, None) before the first one."""
     rows = client.query(
         "SELECT watermark_after, overlap_from FROM bionicpro_reports.etl_runs"
         " WHERE status = 'success' AND watermark_after IS NOT NULL"
         " ORDER BY publication DESC, watermark_after DESC LIMIT 1"
     ).result_rows
     return (as_utc(rows[0][0]), as_utc(rows[0][1])) if rows else (None, None)
+
+
+def published_watermark(client: Client) -> datetime | None:
+    """How far the published runs have read arrivals; None before the first one."""
+    return last_published(client)[0]
 
 
 class DayNotEnded(ValueError):
@@ -108,7 +113,7 @@ def plan_days(
     lookback = timedelta(days=config.lookback_days)
     day = timedelta(days=1)
     fenced = fence.latest(client)  # before the watermark: a publication in between re-plans
-    watermark, reread_from = published_watermark(client)
+    watermark, reread_from = last_published(client)
     with psycopg.connect(postgres.bounded(dsn, config), autocommit=True) as conn:
         require_ended(conn, own_day, config)
         bound = arrival_bound(conn, watermark, config.arrival_lag_seconds)

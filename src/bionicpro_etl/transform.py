@@ -76,7 +76,7 @@ def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> di
         parameters={"partials": stage.partials, "state_days": state_days, "end": plan.state_end},
     ).result_rows[0]
     changed = tuple(sorted({*plan.days, *plan.read_whole, *arrived}))
-    grown = _grown(client, stage, plan, set(arrived) - set(plan.read_whole))
+    grown = _grown(client, stage, plan, set(arrived))
     days = tuple(
         d for d in sorted({*plan.days, *grown}) if d <= own_day or d in plan.published_after
     )
@@ -112,16 +112,22 @@ def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> di
 
 
 def _grown(client: Client, stage: Staging, plan: Plan, arrived: set[date]) -> set[date]:
-    """The days among `arrived` that received events the last run had not read: more events
-    after the re-read point than the state held there (the overlap re-read alone changes no
-    day; telemetry is append-only, so a count only grows)."""
+    """The days among `arrived` that received events the last run had not read: more arrivals
+    after the re-read point than the state held there (none for a day read whole: it had no
+    state). The overlap re-read alone changes no day; telemetry is append-only, so a count only
+    grows."""
     if not arrived:
         return set()
     read = dict(
         client.query(
             "SELECT report_date, sum(total_actions) FROM bionicpro_staging.{partials:Identifier}"
-            " WHERE report_date IN {days:Array(Date)} GROUP BY report_date",
-            parameters={"partials": stage.partials, "days": sorted(arrived)},
+            " WHERE report_date IN {days:Array(Date)}"
+            " AND slot >= {reread_from:Nullable(DateTime64(6, 'UTC'))} GROUP BY report_date",
+            parameters={
+                "partials": stage.partials,
+                "days": sorted(arrived),
+                "reread_from": plan.reread_from,
+            },
         ).result_rows
     )
     held = dict(
