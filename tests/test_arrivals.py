@@ -364,3 +364,31 @@ def completeness(ch, day: date) -> tuple[bool, datetime]:
         parameters={"day": day},
     ).result_rows[0]
     return complete, as_utc(watermark)
+
+
+def test_today_so_far_is_not_judged_by_a_whole_day_volume(sim, monkeypatch):
+    """A quarter-hour run in the morning publishes today's first rows: a fraction of a whole
+    day's, which the volume gate would take for a drop. A day is judged on its volume once it is
+    complete; the same drop on a complete day still stops the publish (test_quality.py)."""
+    volume_gates_on = NO_SOFT_GATES.replace(', "day_volume_drop": {}, "day_volume_spike": {}', "")
+    monkeypatch.setenv("BIONICPRO_QUALITY_LEVELS", volume_gates_on)
+    sim.config = replace(settings(), schedule="*/15 * * * *", arrival_overlap_seconds=0)
+    rng = random.Random(7)
+    today = START.astimezone(MOSCOW).date()
+    for days_back in range(4, 0, -1):  # four whole days of history, every user every day
+        made = datetime.combine(today - timedelta(days=days_back), datetime.min.time(), MOSCOW)
+        sim.insert(events(rng, made + timedelta(hours=12), 200, late=0))
+    sim.clock = datetime.combine(today, datetime.min.time(), tzinfo=MOSCOW) + timedelta(hours=1)
+    sim.insert(events(rng, sim.clock, 200, late=0))
+    sim.run(today - timedelta(days=1))  # the history published, and judged
+    sim.clock += timedelta(minutes=15)
+    sim.insert(events(rng, sim.clock, 2, late=0))  # today's first rows: one or two of ~24
+    sim.run(today)
+    assert completeness(sim.ch, today)[0] is False
+    judged = sim.ch.query(
+        "SELECT DISTINCT run_id FROM bionicpro_reports.quality_checks"
+        " WHERE check = 'day_volume_drop' AND detail LIKE {day:String}",
+        parameters={"day": f"{today}:%"},
+    ).result_rows
+    assert judged == []
+    sim.assert_mart_is_exact()

@@ -32,6 +32,7 @@ from bionicpro_etl import (
 )
 from bionicpro_etl.config import Settings, settings
 from bionicpro_etl.extract import CrmError
+from bionicpro_etl.report_day import day_bounds
 from bionicpro_etl.run import (
     Checked,
     CrmExtract,
@@ -213,9 +214,16 @@ def _crm_orders_known(client: Client) -> int:
     return client.query("SELECT count() FROM bionicpro_reports.crm_orders").result_rows[0][0]
 
 
-def transform_data(client: Client, run: Run, planned: Plan, crm: CrmExtract) -> Transformed:
+def transform_data(
+    client: Client, run: Run, planned: Plan, crm: CrmExtract, config: Settings | None = None
+) -> Transformed:
+    config = config or settings()
     started = time.monotonic()
     merged = transform.merge_state(client, run.stage, planned, run.day)
+    bound = planned.watermark_after
+    complete = tuple(
+        d for d in merged["days"] if bound and bound >= day_bounds(d, config.report_tz)[1]
+    )
     counts = transform.build_report_rows(
         client,
         run.stage,
@@ -224,7 +232,7 @@ def transform_data(client: Client, run: Run, planned: Plan, crm: CrmExtract) -> 
         planned.lookback_start,
         full_crm=crm.crm_full_refresh,
     )
-    return Transformed(**merged, **counts, seconds=time.monotonic() - started)
+    return Transformed(**merged, **counts, complete=complete, seconds=time.monotonic() - started)
 
 
 def check_data_quality(
@@ -234,7 +242,12 @@ def check_data_quality(
     Returns the warn-level results, for the notifiers."""
     started = time.monotonic()
     results = quality.run_checks(
-        client, run.stage, rows.days, crm_reject_share=crm.crm_reject_share, config=config
+        client,
+        run.stage,
+        rows.days,
+        rows.complete,
+        crm_reject_share=crm.crm_reject_share,
+        config=config,
     )
     quality.record(client, run.run_id, run.day, results)
     warnings = quality.gate(results)
@@ -259,7 +272,7 @@ def prepare(sources: Sources, client: Client, run: Run, config: Settings) -> Pre
         for shard in range(planned.shards)
     ]
     crm = extract_crm_data(sources.crm, sources.crm_url, client, run, config)
-    rows = transform_data(client, run, planned, crm)
+    rows = transform_data(client, run, planned, crm, config)
     checks = check_data_quality(client, run, rows, crm, config)
     return Prepared(plan=planned, extracted=extracted, crm=crm, rows=rows, checks=checks)
 

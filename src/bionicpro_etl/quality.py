@@ -58,9 +58,12 @@ def run_checks(
     client: Client,
     stage: Staging,
     days: Sequence[date],
+    complete: Sequence[date],
     crm_reject_share: float,
     config: Settings | None = None,
 ) -> list[Result]:
+    """The figures of the rows of `days`; a day's volume only for those `complete`: a day so
+    far (a sub-daily schedule's today) has only part of its rows, and is judged once complete."""
     config = config or settings()
     result = client.query(
         sql("clickhouse/build/quality_figures"),
@@ -69,12 +72,12 @@ def run_checks(
     figures: dict[str, Any] = dict(zip(result.column_names, result.result_rows[0], strict=True))
     results = [judge(check, float(figure), config=config) for check, figure in figures.items()]
     results.append(judge("crm_reject_share", crm_reject_share, config=config))
-    results.extend(_day_volumes(client, stage, days, config))
+    results.extend(_day_volumes(client, stage, days, set(complete), config))
     return results
 
 
 def _day_volumes(
-    client: Client, stage: Staging, days: Sequence[date], config: Settings
+    client: Client, stage: Staging, days: Sequence[date], complete: set[date], config: Settings
 ) -> list[Result]:
     rows = client.query(
         sql("clickhouse/build/quality_day_volumes"),
@@ -82,7 +85,7 @@ def _day_volumes(
     ).result_rows
     results = []
     for day, day_rows, trailing_avg, trailing_days in rows:
-        if trailing_days < MIN_TRAILING_DAYS or not trailing_avg:
+        if day not in complete or trailing_days < MIN_TRAILING_DAYS or not trailing_avg:
             continue
         ratio = day_rows / trailing_avg
         detail = f"{day}: {day_rows} rows, trailing average {trailing_avg:.0f}"
