@@ -146,10 +146,15 @@ def next_nights(stack: Stack, job: Job, into: list[Measured]) -> tuple[Measured,
 
 def counted(stack: Stack, name: str, job: Job, arg: str = "") -> Measured:
     """`run_child`, with the rows and blocks PostgreSQL read of the telemetry meanwhile."""
-    rows, blocks = rows_read(stack)
+    rows, blocks, active = rows_read(stack)
     measured = run_child(name, job, arg)
-    rows_after, blocks_after = rows_read(stack)
-    return replace(measured, rows_read=rows_after - rows, blocks_read=blocks_after - blocks)
+    rows_after, blocks_after, active_after = rows_read(stack)
+    return replace(
+        measured,
+        rows_read=rows_after - rows,
+        blocks_read=blocks_after - blocks,
+        postgres_seconds=active_after - active,
+    )
 
 
 def realistic_night(

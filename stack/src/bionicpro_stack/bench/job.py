@@ -73,6 +73,7 @@ class Measured:
     times: list[float] = field(default_factory=list)  # each run of a series of runs
     rows_read: int = 0  # rows PostgreSQL read meanwhile (its statistics, not the pipeline's)
     blocks_read: int = 0  # and the table's blocks it touched (hit or read)
+    postgres_seconds: float = 0.0  # and the time its sessions spent executing statements
 
     @property
     def pipeline(self) -> RunResult:

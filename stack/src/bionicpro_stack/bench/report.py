@@ -31,7 +31,8 @@ TARGETS = {
     "no new data / (b)": 0.10,
     "(r): rows PostgreSQL read / events arrived": 1.1,
     "(r)/(a)": 1.3,
-    "(q)/(r)": 1.5,
+    "(q)/(r), PostgreSQL time": 1.5,
+    "(q)/(r), wall time": 1.5,
     "(q): slowest quarter-hour run, s": 10.0,
 }
 ROWS = (
@@ -98,7 +99,7 @@ class Results:
             "d/b": seconds["d"] / seconds["b"],
             "no new data / (b)": seconds["b'"] / seconds["b"],
             "(r)/(a)": seconds["r"] / seconds["a"],
-            "(q)/(r)": seconds["q"] / seconds["r"],
+            "(q)/(r), wall time": seconds["q"] / seconds["r"],
         }
 
     def against_targets(self) -> list[tuple[str, float, float]]:
@@ -109,6 +110,8 @@ class Results:
             "(r): rows PostgreSQL read / events arrived": self["r"].median.rows_read
             / self.night_arrivals,
             "(q): slowest quarter-hour run, s": max(self["q"].median.times),
+            "(q)/(r), PostgreSQL time": self["q"].median.postgres_seconds
+            / self["r"].median.postgres_seconds,
         }
         return [(name, values[name], limit) for name, limit in TARGETS.items()]
 
@@ -151,13 +154,15 @@ def rows_read(r: Results) -> str:
     titles = dict(ROWS)
     lines = [
         f"| {titles[label]} | {events:,} | {r[label].median.rows_read:,}"
-        f" | {r[label].median.rows_read / events:.3f} | {r[label].median.blocks_read:,} |"
+        f" | {r[label].median.rows_read / events:.3f} | {r[label].median.blocks_read:,}"
+        f" | {r[label].median.postgres_seconds:,.2f} |"
         for label, events in needed.items()
     ]
     return "\n".join(
         [
-            "| run | events it needs | rows PostgreSQL read | ratio | blocks (hit + read) |",
-            "|---|---:|---:|---:|---:|",
+            "| run | events it needs | rows PostgreSQL read | ratio | blocks (hit + read)"
+            " | PostgreSQL time, s |",
+            "|---|---:|---:|---:|---:|---:|",
             *lines,
         ]
     )
@@ -165,13 +170,18 @@ def rows_read(r: Results) -> str:
 
 def quarter_hours(r: Results) -> str:
     """(q)'s runs one by one: their spread, against (r) and (a)."""
-    times = sorted(r["q"].median.times)
+    q = r["q"].median
+    times = sorted(q.times)
     median = times[(len(times) - 1) // 2]
     return (
         f"{len(times)} runs, {sum(times):,.2f} s in all: median {median:,.2f} s, fastest"
         f" {times[0]:,.2f} s, slowest {times[-1]:,.2f} s, against {r['r'].seconds:,.2f} s for the"
         f" nightly run (r) over the same arrivals ((q)/(r) = {sum(times) / r['r'].seconds:.2f})"
-        f" and {r['a'].seconds:,.2f} s for one day's query (a)."
+        f" and {r['a'].seconds:,.2f} s for one day's query (a). PostgreSQL spent"
+        f" {q.postgres_seconds:,.2f} s executing the 96 runs' statements, against"
+        f" {r['r'].median.postgres_seconds:,.2f} s for (r). The last run's stages:"
+        f" {_by_time(q)}: the part of a run that does not shrink with its arrivals is the work in"
+        " ClickHouse (staging tables made and dropped, the month rewritten and swapped)."
     )
 
 
@@ -221,7 +231,8 @@ def _misses(r: Results) -> str:
         "(r): rows PostgreSQL read / events arrived": f"(r) {_did(r['r'].median)}; PostgreSQL"
         f" read {r['r'].median.rows_read:,} rows for {r.night_arrivals:,} arrivals.",
         "(r)/(a)": f"(r) took {r['r'].seconds:,.2f} s: {_by_time(r['r'].median)}.",
-        "(q)/(r)": quarter_hours(r),
+        "(q)/(r), wall time": quarter_hours(r),
+        "(q)/(r), PostgreSQL time": quarter_hours(r),
         "(q): slowest quarter-hour run, s": quarter_hours(r),
     }
     lines = [

@@ -58,10 +58,11 @@ def source_side(stack: Stack) -> tuple[IndexPlan, IndexPlan]:
     return btree, brin
 
 
-def rows_read(stack: Stack) -> tuple[int, int]:
+def rows_read(stack: Stack) -> tuple[int, int, float]:
     """What PostgreSQL has read of the telemetry table so far, by its own statistics: rows
     (those sequential scans returned and those index and bitmap scans fetched, before any
-    recheck) and blocks (from its cache or the disk). Read until two reads agree: a backend
+    recheck) and blocks (from its cache or the disk); and the seconds its sessions have spent
+    executing statements in the database (`active_time`). Read until two reads agree: a backend
     reports its counts as it ends, a moment after its client has gone."""
     query = (
         "SELECT s.seq_tup_read + coalesce(s.idx_tup_fetch, 0),"
@@ -69,11 +70,14 @@ def rows_read(stack: Stack) -> tuple[int, int]:
         " FROM pg_stat_user_tables AS s JOIN pg_statio_user_tables AS io USING (relid)"
         " WHERE s.relname = 'telemetry_events'"
     )
+    active = "SELECT active_time FROM pg_stat_database WHERE datname = current_database()"
     last = None
     for _ in range(50):
         with psycopg.connect(stack.dsn("bionicpro"), autocommit=True) as conn:
-            now = conn.execute(query).fetchone()
-        if now == last:
+            rows, blocks = conn.execute(query).fetchone()
+            (milliseconds,) = conn.execute(active).fetchone()
+        now = (rows, blocks, milliseconds / 1000)
+        if last is not None and now[:2] == last[:2]:
             return now
         last = now
         time.sleep(0.2)
