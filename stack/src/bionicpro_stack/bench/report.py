@@ -181,14 +181,18 @@ def quarter_hours(r: Results) -> str:
         f" {q.postgres_seconds:,.2f} s executing the 96 runs' statements, against"
         f" {r['r'].median.postgres_seconds:,.2f} s for (r). The last run's stages:"
         f" {_by_time(q)}: the part of a run that does not shrink with its arrivals is the work in"
-        " ClickHouse (staging tables made and dropped, the month rewritten and swapped)."
+        " ClickHouse (staging tables made and dropped, the month rewritten and swapped). The 96"
+        " runs share one process, so (q)'s peak RSS is that process's after all of them; in"
+        " Airflow each task is a process of its own."
     )
 
 
 def stage_times(m: Measured) -> dict[str, float]:
-    """A pipeline run's stages in their order, as it reported them, and the rest of its time."""
+    """A pipeline run's stages in their order, as it reported them, and the rest of its time
+    (of a series of runs: of the last one, whose result it keeps)."""
     times = m.pipeline.stage_seconds()
-    return {**times, REST: m.seconds - sum(times.values())}
+    seconds = m.times[-1] if m.times else m.seconds
+    return {**times, REST: seconds - sum(times.values())}
 
 
 def _stage(name: str) -> str:
