@@ -36,7 +36,7 @@ def reports_refresh_example() -> None:
         """The days to refresh: every day any of the triggering publishes changed, with whether
         it is complete as of the latest of them."""
         complete: dict[str, bool] = {}
-        for event in triggering_asset_events[MART]:
+        for event in sorted(triggering_asset_events[MART], key=lambda e: e.timestamp):
             extra = event.extra
             log.info(
                 "run %s published %s rows: days %s (months %s)",

@@ -26,20 +26,22 @@ def expected(key: str, crm: str) -> dict[str, tuple[set, set]]:
     return {
         "create_data_mart_table": (set(), store(
             "reports_data_mart", "user_monthly_summary", "crm_orders", "crm_rejects", "etl_runs",
-            "quality_checks", "published_days")),
-        "plan_report_days": ({TELEMETRY} | store("etl_runs"), staged("telemetry")),
+            "quality_checks", "published_days", "telemetry_state")),
+        "plan_report_days": ({TELEMETRY} | store("etl_runs", "telemetry_state"), staged("partials")),
         "telemetry_shards": (set(), set()),
-        "extract_telemetry": ({TELEMETRY}, staged("telemetry_s0")),
+        "extract_telemetry": ({TELEMETRY}, staged("partials_s0")),
         "extract_crm_data": ({(crm, "/api/v1/customers")} | store("etl_runs", "crm_orders"),
                              staged("crm_items") | store("crm_rejects")),
-        "transform_data": (staged("telemetry", "crm_items") | store("crm_orders", "reports_data_mart"),
-                           staged("crm_orders_next", "changed_users", "crm_fields", "report_rows")),
+        "transform_data": (staged("partials", "crm_items")
+                           | store("telemetry_state", "crm_orders", "reports_data_mart"),
+                           staged("kept", "state_next", "telemetry", "crm_orders_next",
+                                  "changed_users", "crm_fields", "report_rows")),
         "check_data_quality": (staged("report_rows", "telemetry") | store("reports_data_mart"),
                                store("quality_checks")),
-        "load_to_clickhouse": (staged("report_rows", "changed_users", "crm_orders_next")
+        "load_to_clickhouse": (staged("report_rows", "changed_users", "crm_orders_next", "state_next")
                                | store("etl_runs"),
-                               store("reports_data_mart", "user_monthly_summary", "crm_orders",
-                                     "published_days", "etl_runs")),
+                               store("reports_data_mart", "user_monthly_summary", "telemetry_state",
+                                     "crm_orders", "published_days", "etl_runs")),
     }  # fmt: skip
 
 

@@ -33,7 +33,7 @@ TELEMETRY = "public.telemetry_events"
 # The store's tables that create_data_mart_table creates and migrates.
 STORE_TABLES = (
     "reports_data_mart", "user_monthly_summary", "crm_orders", "crm_rejects", "etl_runs",
-    "quality_checks", "published_days",
+    "quality_checks", "published_days", "telemetry_state",
 )  # fmt: skip
 
 
@@ -59,35 +59,39 @@ def task_datasets(task_id: str, stage: Staging, shard: int = 0) -> tuple[Dataset
 
     report_rows, crm_orders_next = staged(stage.report_rows), staged(stage.crm_orders_next)
     telemetry, changed_users = staged(stage.telemetry), staged(stage.changed_users)
-    crm_items = staged(stage.crm_items)
+    crm_items, partials = staged(stage.crm_items), staged(stage.partials)
+    state_next = staged(stage.state_next)
     known: dict[str, tuple[Datasets, Datasets]] = {
         "create_data_mart_table": (Datasets(), Datasets(clickhouse=store(*STORE_TABLES))),
         "plan_report_days": (
-            Datasets(postgres=(TELEMETRY,), clickhouse=store("etl_runs")),
-            Datasets(clickhouse=(telemetry,)),
+            Datasets(postgres=(TELEMETRY,), clickhouse=store("etl_runs", "telemetry_state")),
+            Datasets(clickhouse=(partials,)),
         ),
         "extract_telemetry": (
             Datasets(postgres=(TELEMETRY,)),
-            Datasets(clickhouse=(staged(stage.telemetry_shard(shard)),)),
+            Datasets(clickhouse=(staged(stage.partials_shard(shard)),)),
         ),
         "extract_crm_data": (
             Datasets(crm=True, clickhouse=store("etl_runs", "crm_orders")),
             Datasets(clickhouse=(crm_items, *store("crm_rejects"))),
         ),
         "transform_data": (
-            Datasets(clickhouse=(telemetry, crm_items, *store("crm_orders", "reports_data_mart"))),
-            Datasets(clickhouse=(crm_orders_next, changed_users, staged(stage.crm_fields), report_rows)),
+            Datasets(clickhouse=(partials, crm_items, *store("telemetry_state", "crm_orders",
+                                                             "reports_data_mart"))),
+            Datasets(clickhouse=(staged(stage.kept), state_next, telemetry, crm_orders_next,
+                                 changed_users, staged(stage.crm_fields), report_rows)),
         ),
         "check_data_quality": (
             Datasets(clickhouse=(report_rows, telemetry, *store("reports_data_mart"))),
             Datasets(clickhouse=store("quality_checks")),
         ),
         "load_to_clickhouse": (
-            Datasets(clickhouse=(report_rows, changed_users, crm_orders_next, *store("etl_runs"))),
+            Datasets(clickhouse=(report_rows, changed_users, crm_orders_next, state_next,
+                                 *store("etl_runs"))),
             Datasets(
                 clickhouse=store(
-                    "reports_data_mart", "user_monthly_summary", "crm_orders", "published_days",
-                    "etl_runs",
+                    "reports_data_mart", "user_monthly_summary", "telemetry_state", "crm_orders",
+                    "published_days", "etl_runs",
                 )
             ),
         ),
