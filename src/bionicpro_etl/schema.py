@@ -2,7 +2,7 @@
 and the migrations that bring a store of any earlier version up to it.
 
 The single-node DDL files (sql/clickhouse/ddl/) are the one source of truth
-(`scripts/create_data_mart.sql` is one of them). In cluster mode (`BIONICPRO_CLICKHOUSE_CLUSTER`) On a cluster, each CREATE in `bionicpro_reports` runs ON CLUSTER, each MergeTree engine
+(`scripts/create_data_mart.sql` is one of them). In cluster mode (`BIONICPRO_CLICKHOUSE_CLUSTER`) each CREATE in `bionicpro_reports` runs ON CLUSTER, each MergeTree engine
 becomes its Replicated twin (with the server's default replica path and name), and the tables
 people read get a `Distributed` table beside them (`<table>_all`) that spreads reads over the
 replicas. The mart is not sharded: a publish is one `REPLACE PARTITION` per month, which a
