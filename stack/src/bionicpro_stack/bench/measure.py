@@ -32,6 +32,7 @@ from bionicpro_stack.bench.data import (
     realistic_sources,
 )
 from bionicpro_stack.bench.job import DAY, MART, Job, Measured
+from bionicpro_stack.bench.source import rows_read
 from bionicpro_stack.services import CRM_USER, EMBEDDED_ENGINE_ENV, Stack
 
 if TYPE_CHECKING:  # imported where used, so that the measured processes load only what they need
@@ -135,22 +136,32 @@ def _run(stack: Stack, run_id: str, day: date) -> RunResult:
 def measure_quarter_hours(job: Job) -> Measured:
     """(q) The realistic night's arrivals a quarter of an hour at a time, each followed by the
     run of a `*/15` schedule (its own day: the one it runs in) with the overlap narrowed to five
-    minutes, as docs/operations.md advises for it, timed one by one; the appends are not. Returns the runs' total, each run's time, and the last run's result."""
+    minutes, as docs/operations.md advises for it, timed one by one; the appends are not, and
+    what PostgreSQL read is counted around each run only (the appends' BRIN summaries, which
+    autovacuum makes between two runs, read the new pages once more). Returns the runs' total, each run's time, and the last run's result."""
     os.environ["BIONICPRO_SCHEDULE"] = "*/15 * * * *"
     # each run reads this window below the last bound again (docs/operations.md)
     os.environ["BIONICPRO_ARRIVAL_OVERLAP_SECONDS"] = str(QUARTER_OVERLAP_SECONDS)
     tz = settings().report_tz
     start, end = night_window(tz)
     arrivals = night_arrivals(job)
-    times, result = [], None
+    times, result, read = [], None, [0, 0, 0.0]
     for k in range(QUARTERS):
         after, until = start + k * QUARTER, min(start + (k + 1) * QUARTER, end)
         night_slice(job, arrivals, after, until)
+        before = rows_read(job.stack)
         started = perf_counter()
         result = _run(job.stack, f"{job.arg}_{k}", report_day_of(after, tz))
         times.append(perf_counter() - started)
+        read = [total + a - b for total, a, b in zip(read, rows_read(job.stack), before)]
     return Measured(
-        seconds=sum(times), rows=result.loaded.published_rows, run=result.to_xcom(), times=times
+        seconds=sum(times),
+        rows=result.loaded.published_rows,
+        run=result.to_xcom(),
+        times=times,
+        rows_read=read[0],
+        blocks_read=read[1],
+        postgres_seconds=read[2],
     )
 
 
