@@ -153,7 +153,9 @@ def measure_quarter_hours(job: Job) -> Measured:
         started = perf_counter()
         result = _run(job.stack, f"{job.arg}_{k}", report_day_of(after, tz))
         times.append(perf_counter() - started)
-        read = [total + a - b for total, a, b in zip(read, rows_read(job.stack), before)]
+        read = [
+            total + a - b for total, a, b in zip(read, rows_read(job.stack), before, strict=True)
+        ]
     return Measured(
         seconds=sum(times),
         rows=result.loaded.published_rows,
