@@ -34,7 +34,7 @@ def expected(key: str, crm: str) -> dict[str, tuple[set, set]]:
                              staged("crm_items") | store("crm_rejects")),
         "transform_data": (staged("partials", "crm_items")
                            | store("telemetry_state", "crm_orders", "reports_data_mart"),
-                           staged("kept", "state_next", "telemetry", "crm_orders_next",
+                           staged("state_next", "telemetry", "crm_orders_next",
                                   "changed_users", "crm_fields", "report_rows")),
         "check_data_quality": (staged("report_rows", "telemetry") | store("reports_data_mart"),
                                store("quality_checks")),

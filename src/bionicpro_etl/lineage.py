@@ -78,8 +78,8 @@ def task_datasets(task_id: str, stage: Staging, shard: int = 0) -> tuple[Dataset
         "transform_data": (
             Datasets(clickhouse=(partials, crm_items, *store("telemetry_state", "crm_orders",
                                                              "reports_data_mart"))),
-            Datasets(clickhouse=(staged(stage.kept), state_next, telemetry, crm_orders_next,
-                                 changed_users, staged(stage.crm_fields), report_rows)),
+            Datasets(clickhouse=(state_next, telemetry, crm_orders_next, changed_users,
+                                 staged(stage.crm_fields), report_rows)),
         ),
         "check_data_quality": (
             Datasets(clickhouse=(report_rows, telemetry, *store("reports_data_mart"))),

@@ -145,7 +145,6 @@ def _swap_month(
         sql(f"clickhouse/build/{query}"), parameters={**params, table_param: next_version}
     )
     _replace(client, table, "{month:UInt32}", {"month": month}, next_version)
-    staging.drop(client, next_version)
 
 
 def _replace(

@@ -17,15 +17,17 @@ def sql(name: str, package: str = __package__) -> str:
     return files(package).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
-def statements(name: str, package: str = __package__) -> list[str]:
+def statements(name: str, package: str = __package__) -> tuple[str, ...]:
     """The statements of a multi-statement file, for clients that take one at a time."""
     return split(sql(name, package))
 
 
-def split(text: str) -> list[str]:
-    """The statements of a piece of SQL, each without its `;` (comments alone are none)."""
-    return [
+@cache
+def split(text: str) -> tuple[str, ...]:
+    """The statements of a piece of SQL, each without its `;` (comments alone are none).
+    Cached: every run applies the store's DDL, and parsing it costs more than running it."""
+    return tuple(
         s.strip().rstrip(";")
         for s in sqlparse.split(text)
         if sqlparse.format(s, strip_comments=True).strip()
-    ]
+    )

@@ -165,7 +165,7 @@ def migrations() -> tuple[Migration, ...]:
     for name in DDL:
         _, *parts = _MIGRATION.split(sql(f"clickhouse/ddl/{name}"))
         for version, title, body in zip(parts[::3], parts[1::3], parts[2::3], strict=True):
-            found.append(Migration(int(version), title.strip(), tuple(split(body))))
+            found.append(Migration(int(version), title.strip(), split(body)))
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):

@@ -47,10 +47,6 @@ class Staging:
         return self._name(f"partials_s{shard}")
 
     @property
-    def kept(self) -> str:
-        return self._name("kept")
-
-    @property
     def state_next(self) -> str:
         return self._name("state_next")
 
@@ -62,16 +58,21 @@ class Staging:
         """`partials` reads every shard's table (a Merge table), whatever their number; shard
         tables of an earlier attempt are dropped, and shard 0's stands empty until it runs.
         Each has the columns and keys of `model` (db.table)."""
-        for (name,) in client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String} AND match(name, {shards:String})",
-            parameters={"db": DATABASE, "shards": self._shards_pattern()},
-        ).result_rows:
-            drop(client, name)
+        drop(
+            client,
+            *(
+                name
+                for (name,) in client.query(
+                    "SELECT name FROM system.tables"
+                    " WHERE database = {db:String} AND match(name, {shards:String})",
+                    parameters={"db": DATABASE, "shards": self._shards_pattern()},
+                ).result_rows
+            ),
+        )
         self.recreate_like(client, self.partials_shard(0), model)
-        drop(client, self.partials)
         # The AS clause takes no identifier parameter; the name is ours (a hex run key), quoted.
         client.command(
-            "CREATE TABLE bionicpro_staging.{table:Identifier}"
+            "CREATE OR REPLACE TABLE bionicpro_staging.{table:Identifier}"
             f" AS bionicpro_staging.{quote_identifier(self.partials_shard(0))}"
             " ENGINE = Merge(bionicpro_staging, {shards:String})",
             parameters={"table": self.partials, "shards": self._shards_pattern()},
@@ -109,7 +110,6 @@ class Staging:
         kinds = (
             "telemetry",
             "partials",
-            "kept",
             "state_next",
             "crm_items",
             "crm_orders_next",
@@ -124,25 +124,18 @@ class Staging:
         return self._name(f"{table}_{month}")
 
     def recreate(self, client: Client, table: str, ddl: str) -> None:
-        """Drop and create one of the run's tables from `sql/clickhouse/ddl/<ddl>.sql`."""
-        drop(client, table)
+        """Create (or replace) one of the run's tables from `sql/clickhouse/ddl/<ddl>.sql`."""
         client.command(sql(f"clickhouse/ddl/{ddl}"), parameters={"table": table})
 
     def recreate_like(self, client: Client, table: str, model: str) -> None:
-        """Drop and create one of the run's tables with the columns and keys of `model`
+        """Create (or replace) one of the run's tables with the columns and keys of `model`
         (db.table), as a plain local MergeTree even where `model` is replicated: `REPLACE
         PARTITION` asks for the same keys, not the same engine."""
-        drop(client, table)
-        database, name = model.split(".")
-        partition_key, primary_key, sorting_key = client.query(
-            "SELECT partition_key, primary_key, sorting_key FROM system.tables"
-            " WHERE database = {database:String} AND name = {name:String}",
-            parameters={"database": database, "name": name},
-        ).result_rows[0]
+        partition_key, primary_key, sorting_key = _keys(client, model)
         partition = f" PARTITION BY ({partition_key})" if partition_key else ""
         # The AS clause and the keys take no parameters; the model and its keys are our own DDL's.
         client.command(
-            f"CREATE TABLE bionicpro_staging.{{table:Identifier}} AS {model}"
+            f"CREATE OR REPLACE TABLE bionicpro_staging.{{table:Identifier}} AS {model}"
             f" ENGINE = MergeTree{partition} PRIMARY KEY ({primary_key}) ORDER BY ({sorting_key})",
             parameters={"table": table},
         )
@@ -153,8 +146,23 @@ class Staging:
             " WHERE database = {db:String} AND endsWith(name, {key:String})",
             parameters={"db": DATABASE, "key": f"_{self.key}"},
         ).result_rows
-        for (name,) in names:
-            drop(client, name)
+        drop(client, *(name for (name,) in names))
+
+
+# The partition, primary and sorting keys of the store's tables, read once per process: they are
+# our own DDL's, the same in every store (a run's statements are its fixed cost: docs/scaling.md).
+_KEYS: dict[str, tuple[str, str, str]] = {}
+
+
+def _keys(client: Client, model: str) -> tuple[str, str, str]:
+    if model not in _KEYS:
+        database, name = model.split(".")
+        _KEYS[model] = client.query(
+            "SELECT partition_key, primary_key, sorting_key FROM system.tables"
+            " WHERE database = {database:String} AND name = {name:String}",
+            parameters={"database": database, "name": name},
+        ).result_rows[0]
+    return _KEYS[model]
 
 
 def sweep(client: Client, max_age_hours: float) -> int:
@@ -165,15 +173,18 @@ def sweep(client: Client, max_age_hours: float) -> int:
         " AND metadata_modification_time <= now() - toIntervalSecond({age:UInt64})",
         parameters={"db": DATABASE, "age": round(max_age_hours * 3600)},
     ).result_rows
-    for (name,) in names:
-        drop(client, name)
+    drop(client, *(name for (name,) in names))
     return len(names)
 
 
-def drop(client: Client, table: str) -> None:
-    client.command(
-        "DROP TABLE IF EXISTS bionicpro_staging.{table:Identifier}", parameters={"table": table}
-    )
+def drop(client: Client, *tables: str) -> None:
+    """Drop the run's tables named, in one statement."""
+    if tables:
+        # DROP takes no list parameter; the names are ours, quoted.
+        client.command(
+            "DROP TABLE IF EXISTS "
+            + ", ".join(f"{DATABASE}.{quote_identifier(table)}" for table in tables)
+        )
 
 
 def append(client: Client, table: str, batches: Iterable[pa.RecordBatch]) -> int:

@@ -80,26 +80,22 @@ def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> di
     days = tuple(
         d for d in sorted({*plan.days, *grown}) if d <= own_day or d in plan.published_after
     )
-    params = {
-        **stage.tables(),
-        "read_whole": list(plan.read_whole),
-        "reread_from": plan.reread_from,
-    }
-    for table in (stage.kept, stage.state_next, stage.telemetry):
+    for table in (stage.state_next, stage.telemetry):
         stage.recreate_like(client, table, STATE)
-    client.command(sql("clickhouse/build/state_kept"), parameters={**params, "days": list(changed)})
-    for target, sources, by_slot, of in (
-        (stage.state_next, stage.pattern(staging.PARTIALS_SHARD, "kept"), True, changed),
-        (stage.telemetry, stage.pattern("state_next"), False, days),
+    kept = [d for d in changed if d not in plan.read_whole]
+    for target, sources, by_slot, of, kept_of in (
+        (stage.state_next, stage.pattern(staging.PARTIALS_SHARD), True, changed, kept),
+        (stage.telemetry, stage.pattern("state_next"), False, days, []),
     ):
         client.command(
             sql("clickhouse/build/state_merge"),
             parameters={
-                **params,
                 "target": target,
                 "sources": sources,
                 "by_slot": by_slot,
                 "days": list(of),
+                "kept": kept_of,
+                "reread_from": plan.reread_from,
             },
         )
     return {

@@ -1,5 +1,5 @@
 -- A run's users whose CRM data changed (crm_changed_users.sql).
-CREATE TABLE bionicpro_staging.{table:Identifier}
+CREATE OR REPLACE TABLE bionicpro_staging.{table:Identifier}
 (
     user_id UInt64
 )

@@ -1,5 +1,5 @@
 -- A run's CRM fields per (user, prosthesis) it writes (crm_fields.sql).
-CREATE TABLE bionicpro_staging.{table:Identifier}
+CREATE OR REPLACE TABLE bionicpro_staging.{table:Identifier}
 (
     user_id       UInt64,
     prosthesis_id String,

@@ -1,5 +1,5 @@
 -- A run's valid CRM items, as listed; seq is the position in the listing (breaks updated_at ties).
-CREATE TABLE bionicpro_staging.{table:Identifier}
+CREATE OR REPLACE TABLE bionicpro_staging.{table:Identifier}
 (
     seq           UInt64,
     user_id       UInt64,
