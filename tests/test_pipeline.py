@@ -115,6 +115,11 @@ def test_crm_rejects_are_kept_with_their_reason(stack, ch, crm):
     assert any(r.startswith("user_id") for r in reasons)
     assert any(r.startswith("prosthesis_id") for r in reasons)
     assert any(r.startswith("order_date") for r in reasons)
+    # A retry of the task lists the same rejects again: they replace the first attempt's.
+    pipeline.extract_crm_data(crm, stack.crm_url, ch, run)
+    assert ch.query(
+        "SELECT count() FROM bionicpro_reports.crm_rejects WHERE run_id = 'full_listing'"
+    ).result_rows == [(3,)]
 
 
 def test_crm_pages_are_staged_together_and_every_item_once(stack, ch, crm, monkeypatch):

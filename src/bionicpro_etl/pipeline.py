@@ -119,10 +119,7 @@ def extract_crm_data(
     stage = run.stage
     since = None if _full_refresh_due(client, run, config) else _crm_since(client, config)
     stage.recreate(client, stage.crm_items, "staging_crm_items")
-    client.command(
-        "DELETE FROM bionicpro_reports.crm_rejects WHERE run_id = {run_id:String}",
-        parameters={"run_id": run.run_id},
-    )
+    _forget_rejects(client, run.run_id)
     rejected = 0
 
     def valid_items() -> Iterator[pa.RecordBatch]:
@@ -162,6 +159,17 @@ def extract_crm_data(
         crm_watermark_before=since,
         seconds=time.monotonic() - started,
     )
+
+
+def _forget_rejects(client: Client, run_id: str) -> None:
+    """An earlier attempt's rejects, which this attempt lists again. A DELETE is a mutation even
+    when nothing matches, so it runs only on a retry that has some."""
+    where = {"run_id": run_id}
+    table = "bionicpro_reports.crm_rejects"
+    if client.query(
+        f"SELECT count() FROM {table} WHERE run_id = {{run_id:String}}", parameters=where
+    ).result_rows[0][0]:
+        client.command(f"DELETE FROM {table} WHERE run_id = {{run_id:String}}", parameters=where)
 
 
 def _full_refresh_due(client: Client, run: Run, config: Settings) -> bool:
