@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import psycopg
@@ -230,17 +230,19 @@ def transform_data(
     merged = transform.merge_state(client, run.stage, planned, run.day)
     bound = planned.watermark_after
     complete = tuple(
-        d for d in merged["days"] if bound and bound >= day_bounds(d, config.report_tz)[1]
+        d for d in merged.days if bound and bound >= day_bounds(d, config.report_tz)[1]
     )
     counts = transform.build_report_rows(
         client,
         run.stage,
         run.run_id,
-        merged["days"],
+        merged.days,
         planned.lookback_start,
         full_crm=crm.crm_full_refresh,
     )
-    return Transformed(**merged, **counts, complete=complete, seconds=time.monotonic() - started)
+    return Transformed(
+        **asdict(merged), **asdict(counts), complete=complete, seconds=time.monotonic() - started
+    )
 
 
 def check_data_quality(

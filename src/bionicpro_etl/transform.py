@@ -11,6 +11,7 @@ days, and the look-back's rows of changed users with their new CRM fields.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -26,6 +27,27 @@ MART = "bionicpro_reports.reports_data_mart"
 CRM_ORDERS = "bionicpro_reports.crm_orders"
 
 
+@dataclass(frozen=True)
+class ReportRows:
+    """The report rows built: fresh ones of the run's days, those re-joined for CRM changes."""
+
+    report_rows: int
+    refreshed_rows: int
+    crm_changed_users: int
+
+
+@dataclass(frozen=True)
+class MergedState:
+    """The days the run publishes and those whose state it changed (`Transformed` says what each
+    is), and the events it read, with those it could not apply."""
+
+    days: tuple[date, ...]
+    state_changed: tuple[date, ...]
+    events_read: int
+    events_beyond_lookback: int
+    events_bad_time: int
+
+
 def build_report_rows(
     client: Client,
     stage: Staging,
@@ -34,7 +56,7 @@ def build_report_rows(
     lookback_start: date,
     *,
     full_crm: bool,
-) -> dict[str, int]:
+) -> ReportRows:
     """The report rows of `days` from their telemetry (`merge_state`), and the look-back's rows
     of users whose CRM data changed."""
     params: dict[str, Any] = {
@@ -52,14 +74,14 @@ def build_report_rows(
         client.command(sql(f"clickhouse/build/{step}"), parameters=params)
     fresh = staging.count(client, stage.report_rows)
     client.command(sql("clickhouse/build/report_rows_crm_refresh"), parameters=params)
-    return {
-        "report_rows": fresh,
-        "refreshed_rows": staging.count(client, stage.report_rows) - fresh,
-        "crm_changed_users": staging.count(client, stage.changed_users),
-    }
+    return ReportRows(
+        report_rows=fresh,
+        refreshed_rows=staging.count(client, stage.report_rows) - fresh,
+        crm_changed_users=staging.count(client, stage.changed_users),
+    )
 
 
-def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> dict[str, Any]:
+def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> MergedState:
     """The next state of the days the run changes (those it read whole and those that received
     arrivals, among the days whose state is complete), and the telemetry of the days it
     publishes: the days the plan names and those that received new arrivals, but a later day
@@ -98,13 +120,13 @@ def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> di
                 "reread_from": plan.reread_from,
             },
         )
-    return {
-        "days": days,
-        "state_changed": changed,
-        "events_read": events_read,
-        "events_beyond_lookback": beyond,
-        "events_bad_time": bad_time,
-    }
+    return MergedState(
+        days=days,
+        state_changed=changed,
+        events_read=events_read,
+        events_beyond_lookback=beyond,
+        events_bad_time=bad_time,
+    )
 
 
 def _grown(client: Client, stage: Staging, plan: Plan, arrived: set[date]) -> set[date]:
