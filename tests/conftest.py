@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import tempfile
 
 # A clean Airflow for the whole session (set before anything imports airflow): its own home,
@@ -21,7 +22,7 @@ import psycopg
 import pytest
 import requests
 import smtp_inbox
-from airflow_services import AirflowServices
+from airflow_services import AIRFLOW, DAGS, AirflowServices, wait_for
 from bionicpro_stack import generate
 from bionicpro_stack.services import CRM_USER, Stack
 from clickhouse_connect.driver.client import Client
@@ -127,6 +128,22 @@ def crm_faults(stack: Stack) -> Iterator[None]:
     requests.delete(f"{stack.crm_url}/_faults", timeout=5)
 
 
+def airflow(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    """The `airflow` CLI on the stack (its own home and SQLite database, the project's DAGs),
+    which must succeed."""
+    env = {**os.environ, **stack.airflow_env(), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS)}
+    env.pop("BIONICPRO_REPORT_TZ", None)
+    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return done
+
+
+@pytest.fixture(scope="session")
+def airflow_db(stack: Stack) -> None:
+    """The stack's Airflow database, migrated once for the tests that run the `airflow` CLI."""
+    airflow(stack, "db", "migrate")
+
+
 # A running Airflow's freshness deadline in the tests: far shorter than any run.
 TEST_DEADLINE_SECONDS = 2
 NOTIFY_TO = "oncall@bionicpro.test"
@@ -165,3 +182,33 @@ def airflow_services(
     finally:
         services.stop()
         controller.stop()
+
+
+@pytest.fixture(scope="session")
+def nightly_run(airflow_services: AirflowServices, stack: Stack) -> dict:
+    """The latest nightly run of `reports_etl_dag`, which the running Airflow's scheduler makes
+    once the DAG is unpaused, finished (its dagRun as the REST API gives it). The CRM answers it
+    slowly (20 s, shorter than its read timeout), so the run is surely still going when the
+    tests' deadline passes. Made once: the tests check different things of the same run (its
+    deadline mail, its lineage events)."""
+    services = airflow_services
+    # The DAG as Airflow parses it: an earlier test's `airflow dags test` stored it without the
+    # deadline (see the DAG file).
+    services.cli("dags", "reserialize")
+    requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+    crm_fault(stack, kind="delay", seconds=20)
+
+    def finished() -> list[dict]:
+        # the scheduled runs (`dags test` runs of earlier tests may come after them by run_after)
+        runs = [r for r in services.runs("reports_etl_dag") if r["run_type"] == "scheduled"]
+        done = runs and all(r["state"] in ("success", "failed") for r in runs)
+        return runs if done else []
+
+    services.patch("dags/reports_etl_dag", {"is_paused": False})
+    try:
+        runs = wait_for(finished, 600, f"the nightly run to finish\n{services.log_tail()}")
+    finally:
+        services.patch("dags/reports_etl_dag", {"is_paused": True})
+        requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+    (run,) = runs
+    return run

@@ -10,8 +10,7 @@ from datetime import date, datetime, timedelta
 import clickhouse_connect
 import psycopg
 import pytest
-from conftest import MOSCOW, build_day
-from test_airflow_e2e import airflow
+from conftest import MOSCOW, airflow, build_day
 from test_pipeline import mart_rows
 
 from bionicpro_etl import load, pipeline, runlog
@@ -80,10 +79,9 @@ def test_a_run_whose_day_has_not_ended_fails_at_once_and_moves_nothing(stack, ch
     assert mart_rows(ch, today) == {}
 
 
-def test_a_future_logical_date_fails_the_airflow_run_without_retries(stack):
+def test_a_future_logical_date_fails_the_airflow_run_without_retries(stack, airflow_db):
     """`airflow tasks test reports_etl_dag create_data_mart_table 2099-01-01`: the first task
     fails for good (AirflowFailException: Airflow does not retry it), naming the day."""
-    airflow(stack, "db", "migrate")
     done = airflow(
         stack, "tasks", "test", "reports_etl_dag", "create_data_mart_table", "2099-01-01"
     )
