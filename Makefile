@@ -18,8 +18,10 @@ RUN := $(UV) run --frozen --all-extras
 demo: .venv/.synced  ## the main job on the embedded stack
 	$(RUN) python -m bionicpro_stack.demo
 
+# The suite on pytest-xdist workers, one per core (at most 4), each with its own stack; which
+# tests share a worker: tests/conftest.py. PYTEST_ARGS="-n 0" runs it in this one process.
 test: .venv/.synced  ## the whole test suite
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest --numprocesses auto --maxprocesses 4 $(PYTEST_ARGS)
 
 lint: .venv/.synced
 	$(RUN) ruff check .
