@@ -228,12 +228,12 @@ def test_a_task_that_fails_for_good_is_logged_and_moves_nothing(stack, ch, monke
     from types import SimpleNamespace
 
     from bionicpro_etl import callbacks, schema
-    from bionicpro_etl.plan import published_watermark
+    from bionicpro_etl.plan import last_published
 
     conn = stack.connections()["AIRFLOW_CONN_CLICKHOUSE_DEFAULT"]
     monkeypatch.setenv("AIRFLOW_CONN_CLICKHOUSE_DEFAULT", conn)
     schema.create(ch)
-    watermark = published_watermark(ch)
+    watermark, _ = last_published(ch)
     context = {
         "run_id": "failed_for_good",
         "logical_date": datetime(2024, 1, 7, 2, tzinfo=MOSCOW),
@@ -253,7 +253,7 @@ def test_a_task_that_fails_for_good_is_logged_and_moves_nothing(stack, ch, monke
             None,
         )
     ]
-    assert published_watermark(ch) == watermark
+    assert last_published(ch)[0] == watermark
 
 
 # The planning and the arrival read as first written: every arrival read row by row, its day

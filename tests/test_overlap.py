@@ -18,7 +18,7 @@ from test_pipeline import mart_rows
 
 from bionicpro_etl import fence, pipeline
 from bionicpro_etl.config import settings
-from bionicpro_etl.plan import published_watermark
+from bionicpro_etl.plan import last_published
 from bionicpro_etl.run import Run
 
 
@@ -93,7 +93,7 @@ def test_overlapping_runs_end_as_if_one_ran_after_the_other(stack, ch, crm, no_l
             add_late_events(stack, FIRST_DAY, key, 3, ago=timedelta(0))
             more = False
 
-    watermark = published_watermark(ch)
+    watermark, _ = last_published(ch)
     with psycopg.connect(stack.dsn("bionicpro")) as conn:
         received = [
             at
@@ -181,11 +181,11 @@ def test_a_load_that_cannot_get_the_lock_fails_clearly_and_publishes_nothing(
 ):
     run = Staged(stack, ch, crm, Run("lock_timeout", LAST_DAY, force_rebuild=True))
     run.P(), run.E(), run.T()
-    before = (fence.latest(ch), published_watermark(ch))
+    before = (fence.latest(ch), last_published(ch))
     monkeypatch.setenv("BIONICPRO_PUBLISH_LOCK_TIMEOUT_SECONDS", "1")
     assert settings().publish_lock_timeout_seconds == 1
     with psycopg.connect(stack.dsn("bionicpro"), autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (fence.LOCK_KEY,))
         with pytest.raises(fence.PublishLockTimeout, match="another run has been publishing"):
             run.L()
-    assert (fence.latest(ch), published_watermark(ch)) == before
+    assert (fence.latest(ch), last_published(ch)) == before

@@ -14,7 +14,7 @@ from conftest import MOSCOW, airflow, build_day
 from test_pipeline import mart_rows
 
 from bionicpro_etl import load, pipeline, runlog
-from bionicpro_etl.plan import DayNotEnded, published_watermark
+from bionicpro_etl.plan import DayNotEnded, last_published
 from bionicpro_etl.report_day import day_bounds, report_day_of
 from bionicpro_etl.run import Plan, Run, as_utc
 
@@ -70,12 +70,12 @@ def test_a_run_whose_day_has_not_ended_fails_at_once_and_moves_nothing(stack, ch
     """Today's run, or a future logical date: a clear failure before anything is read; the
     watermark and the CRM refresh cadence stay where they were."""
     today, _, _ = events_of_the_current_day(stack, 1)
-    before = (published_watermark(ch), runlog.last_full_crm_refresh(ch), published_days(ch))
+    before = (last_published(ch), runlog.last_full_crm_refresh(ch), published_days(ch))
     for day in (today, date(2099, 1, 1)):
         run = pipeline.Run(f"too_early_{day}", day, crm_full_refresh=True)
         with pytest.raises(DayNotEnded, match=f"report day {day} has not ended in Europe/Moscow"):
             pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
-    assert (published_watermark(ch), runlog.last_full_crm_refresh(ch), published_days(ch)) == before
+    assert (last_published(ch), runlog.last_full_crm_refresh(ch), published_days(ch)) == before
     assert mart_rows(ch, today) == {}
 
 

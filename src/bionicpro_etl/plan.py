@@ -39,11 +39,6 @@ def last_published(client: Client) -> tuple[datetime | None, datetime | None]:
     return (as_utc(rows[0][0]), as_utc(rows[0][1])) if rows else (None, None)
 
 
-def published_watermark(client: Client) -> datetime | None:
-    """How far the published runs have read arrivals; None before the first one."""
-    return last_published(client)[0]
-
-
 class DayNotEnded(ValueError):
     """The run's own day has not ended (daily schedule) or not begun (sub-daily schedule)."""
 
