@@ -12,8 +12,8 @@ WHERE toYYYYMM(report_date) = {month:UInt32}
       report_date >= {lookback_start:Date}
       AND user_id IN (SELECT user_id FROM bionicpro_staging.{changed_users:Identifier})
   )
-ORDER BY loaded_at DESC
-LIMIT 1 BY user_id, prosthesis_id, report_date
+ORDER BY user_id, report_date, prosthesis_id, loaded_at DESC  -- the mart's order: read in order
+LIMIT 1 BY user_id, report_date, prosthesis_id
 UNION ALL
 SELECT *
 FROM bionicpro_staging.{report_rows:Identifier}
