@@ -52,6 +52,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScope
     return ByModule(config, log)
 
 
+# The modules that use the running Airflow among those collected (test_layout.py holds
+# RUNNING_AIRFLOW to them).
+AIRFLOW_USERS = pytest.StashKey[set[str]]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m deselect any
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    users = {item.path.name for item in items if "airflow_services" in item.fixturenames}
+    config.stash[AIRFLOW_USERS] = users
+
+
 class ByModule(LoadScopeScheduling):
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]

@@ -10,6 +10,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 import pytest
+from conftest import AIRFLOW_USERS, RUNNING_AIRFLOW
 
 ROOT = Path(__file__).parent.parent
 PACKAGES = {
@@ -82,3 +83,10 @@ def test_only_config_reads_the_environment() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
                 readers.add(name)
     assert readers == {"bionicpro_etl.config"}
+
+
+def test_the_modules_that_use_the_running_airflow_share_a_worker(request: pytest.FixtureRequest):
+    """The xdist scheduler (conftest.py) sees only test ids, so RUNNING_AIRFLOW is written by
+    hand: a module that uses the running Airflow and is not in it would start a second one."""
+    users = request.config.stash[AIRFLOW_USERS]
+    assert users <= RUNNING_AIRFLOW, f"add {sorted(users - RUNNING_AIRFLOW)} to RUNNING_AIRFLOW"
