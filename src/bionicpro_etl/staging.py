@@ -22,6 +22,11 @@ PARTIALS_SHARD = "partials_s[0-9]+"
 # How much `append` gathers before an insert: some 40 CRM pages of 1,000 items; a telemetry batch
 # (a day's aggregates, megabytes) goes in alone, as before.
 INSERT_BYTES = 4 * 2**20
+# A staging table replaced or dropped goes at once, files and all. By default the engine keeps it
+# 8 minutes, and the embedded one loads every such table again each time a process opens the
+# store: after a day of quarter-hour runs, some 1,150 of them and 2 s of every open
+# (docs/scaling.md).
+DROP_AT_ONCE = {"database_atomic_wait_for_drop_and_detach_synchronously": 1}
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class Staging:
             f" AS bionicpro_staging.{quote_identifier(self.partials_shard(0))}"
             " ENGINE = Merge(bionicpro_staging, {shards:String})",
             parameters={"table": self.partials, "shards": self._shards_pattern()},
+            settings=DROP_AT_ONCE,
         )
 
     def _shards_pattern(self) -> str:
@@ -125,7 +131,9 @@ class Staging:
 
     def recreate(self, client: Client, table: str, ddl: str) -> None:
         """Create (or replace) one of the run's tables from `sql/clickhouse/ddl/<ddl>.sql`."""
-        client.command(sql(f"clickhouse/ddl/{ddl}"), parameters={"table": table})
+        client.command(
+            sql(f"clickhouse/ddl/{ddl}"), parameters={"table": table}, settings=DROP_AT_ONCE
+        )
 
     def recreate_like(self, client: Client, table: str, model: str) -> None:
         """Create (or replace) one of the run's tables with the columns and keys of `model`
@@ -138,6 +146,7 @@ class Staging:
             f"CREATE OR REPLACE TABLE bionicpro_staging.{{table:Identifier}} AS {model}"
             f" ENGINE = MergeTree{partition} PRIMARY KEY ({primary_key}) ORDER BY ({sorting_key})",
             parameters={"table": table},
+            settings=DROP_AT_ONCE,
         )
 
     def drop_all(self, client: Client) -> None:
@@ -183,7 +192,8 @@ def drop(client: Client, *tables: str) -> None:
         # DROP takes no list parameter; the names are ours, quoted.
         client.command(
             "DROP TABLE IF EXISTS "
-            + ", ".join(f"{DATABASE}.{quote_identifier(table)}" for table in tables)
+            + ", ".join(f"{DATABASE}.{quote_identifier(table)}" for table in tables),
+            settings=DROP_AT_ONCE,
         )
 
 
