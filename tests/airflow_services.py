@@ -48,11 +48,7 @@ class AirflowServices:
         self.inbox: Any = None  # the SMTP server its notifications reach, when there is one
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-        return done
+        return cli(self.env, *args, timeout=timeout)
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -115,6 +111,15 @@ class AirflowServices:
             f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
             for path in sorted(self.home.glob("*.log"))
         )
+
+
+def cli(env: Mapping[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The `airflow` CLI in `env`, which must succeed."""
+    done = subprocess.run(
+        [AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return done
 
 
 def wait_for(condition: Callable[[], Any], seconds: float, what: str) -> Any:

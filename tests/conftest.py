@@ -22,7 +22,7 @@ import psycopg
 import pytest
 import requests
 import smtp_inbox
-from airflow_services import AIRFLOW, DAGS, AirflowServices, wait_for
+from airflow_services import DAGS, AirflowServices, cli, wait_for
 from bionicpro_stack import generate
 from bionicpro_stack.services import CRM_USER, Stack
 from clickhouse_connect.driver.client import Client
@@ -166,9 +166,7 @@ def airflow(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     which must succeed."""
     env = {**os.environ, **stack.airflow_env(), "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS)}
     env.pop("BIONICPRO_REPORT_TZ", None)
-    done = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    return done
+    return cli(env, *args)
 
 
 @pytest.fixture(scope="session")
