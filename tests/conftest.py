@@ -14,6 +14,7 @@ import tempfile
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow_home_")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
@@ -153,12 +154,22 @@ def crm_served(stack: Stack) -> int:
     return requests.get(f"{stack.crm_url}/_faults/requests", timeout=5).json()["requests"]
 
 
+@contextmanager
+def no_crm_faults_left(stack: Stack) -> Iterator[None]:
+    """CRM faults queued inside are cleared on the way out, even on a failure (and any queued
+    before, on the way in)."""
+    requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+    try:
+        yield
+    finally:
+        requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+
+
 @pytest.fixture
 def crm_faults(stack: Stack) -> Iterator[None]:
     """A test that queues CRM faults leaves none behind, even when it fails midway."""
-    requests.delete(f"{stack.crm_url}/_faults", timeout=5)
-    yield
-    requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+    with no_crm_faults_left(stack):
+        yield
 
 
 def airflow(stack: Stack, *args: str) -> subprocess.CompletedProcess:
@@ -226,8 +237,6 @@ def nightly_run(airflow_services: AirflowServices, stack: Stack) -> dict:
     # The DAG as Airflow parses it: an earlier test's `airflow dags test` stored it without the
     # deadline (see the DAG file).
     services.cli("dags", "reserialize")
-    requests.delete(f"{stack.crm_url}/_faults", timeout=5)
-    crm_fault(stack, kind="delay", seconds=20)
 
     def finished() -> list[dict]:
         # the scheduled runs (`dags test` runs of earlier tests may come after them by run_after)
@@ -235,11 +244,12 @@ def nightly_run(airflow_services: AirflowServices, stack: Stack) -> dict:
         done = runs and all(r["state"] in ("success", "failed") for r in runs)
         return runs if done else []
 
-    services.patch("dags/reports_etl_dag", {"is_paused": False})
-    try:
-        runs = wait_for(finished, 600, f"the nightly run to finish\n{services.log_tail()}")
-    finally:
-        services.patch("dags/reports_etl_dag", {"is_paused": True})
-        requests.delete(f"{stack.crm_url}/_faults", timeout=5)
+    with no_crm_faults_left(stack):
+        crm_fault(stack, kind="delay", seconds=20)
+        services.patch("dags/reports_etl_dag", {"is_paused": False})
+        try:
+            runs = wait_for(finished, 600, f"the nightly run to finish\n{services.log_tail()}")
+        finally:
+            services.patch("dags/reports_etl_dag", {"is_paused": True})
     (run,) = runs
     return run
