@@ -34,6 +34,9 @@ CRM_USER = "bionicpro"
 # gives them back at once (`make bench`: about 40 MB less peak RSS, no slower). Read when chDB
 # loads, so it is set in the environment the process starts with.
 EMBEDDED_ENGINE_ENV = {"JE_MALLOC_CONF": "dirty_decay_ms:0"}
+# The embedded engine's configuration for the processes Airflow runs: they remove the parts that
+# a publish replaced (see the file).
+EMBEDDED_ENGINE_CONFIG = Path(__file__).with_name("chdb.xml")
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,8 @@ class Stack:
             ),
             "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(
                 {"conn_type": "clickhouse",
-                 "extra": {"client_kwargs": {"interface": "chdb", "path": str(self.clickhouse_dir)}}}
+                 "extra": {"client_kwargs": {"interface": "chdb", "path": str(self.clickhouse_dir),
+                                             "chdb_options": {"config-file": str(EMBEDDED_ENGINE_CONFIG)}}}}
             ),
         }  # fmt: skip
 
