@@ -83,7 +83,8 @@ def build_report_rows(
 
 def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> MergedState:
     """The next state of the days the run changes (those it read whole and those that received
-    arrivals, among the days whose state is complete), and the telemetry of the days it
+    arrivals, among the days whose state is complete; with its bound where the last run left it,
+    only those that received new ones), and the telemetry of the days it
     publishes: the days the plan names and those that received new arrivals, but a later day
     than the own one only if it was published before. Arrivals for any other day are counted, not
     applied: beyond the look-back, or (after the last day, events_arrived.sql) from a broken
@@ -97,8 +98,11 @@ def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> Me
         " FROM bionicpro_staging.{partials:Identifier}",
         parameters={"partials": stage.partials, "state_days": state_days, "end": plan.state_end},
     ).result_rows[0]
-    changed = tuple(sorted({*plan.days, *plan.read_whole, *arrived}))
-    grown = _grown(client, stage, plan, set(arrived))
+    grown = _grown(client, stage, plan, arrived)
+    # A day that received nothing new holds what the run read again, in the same slots while
+    # the bound stays put (docs/design.md, "Why merging stays exact"): its state stays as it is.
+    moved = plan.reread_next != plan.reread_from
+    changed = tuple(sorted({*plan.days, *plan.read_whole, *(arrived if moved else grown)}))
     days = tuple(
         d for d in sorted({*plan.days, *grown}) if d <= own_day or d in plan.published_after
     )
@@ -129,31 +133,25 @@ def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> Me
     )
 
 
-def _grown(client: Client, stage: Staging, plan: Plan, arrived: set[date]) -> set[date]:
+def _grown(client: Client, stage: Staging, plan: Plan, arrived: Sequence[date]) -> set[date]:
     """The days among `arrived` that received events the last run had not read: more arrivals
     after the re-read point than the state held there (none for a day read whole: it had no
     state). The overlap re-read alone changes no day; telemetry is append-only, so a count only
     grows."""
     if not arrived:
         return set()
-    read = dict(
-        client.query(
-            "SELECT report_date, sum(total_actions) FROM bionicpro_staging.{partials:Identifier}"
-            " WHERE report_date IN {days:Array(Date)}"
-            " AND slot >= {reread_from:Nullable(DateTime64(6, 'UTC'))} GROUP BY report_date",
-            parameters={
-                "partials": stage.partials,
-                "days": sorted(arrived),
-                "reread_from": plan.reread_from,
-            },
-        ).result_rows
-    )
-    held = dict(
-        client.query(
-            f"SELECT report_date, sum(total_actions) FROM {STATE}"
-            " WHERE report_date IN {days:Array(Date)}"
-            " AND slot >= {reread_from:Nullable(DateTime64(6, 'UTC'))} GROUP BY report_date",
-            parameters={"days": sorted(arrived), "reread_from": plan.reread_from},
-        ).result_rows
-    )
-    return {day for day in arrived if read.get(day, 0) > held.get(day, 0)}
+    rows = client.query(
+        "SELECT report_date FROM ("
+        " SELECT report_date, slot, total_actions AS read, 0 AS held"
+        " FROM bionicpro_staging.{partials:Identifier}"
+        f" UNION ALL SELECT report_date, slot, 0, total_actions FROM {STATE}"
+        ") WHERE report_date IN {days:Array(Date)}"
+        " AND slot >= {reread_from:Nullable(DateTime64(6, 'UTC'))}"
+        " GROUP BY report_date HAVING sum(read) > sum(held)",
+        parameters={
+            "partials": stage.partials,
+            "days": sorted(arrived),
+            "reread_from": plan.reread_from,
+        },
+    ).result_rows
+    return {day for (day,) in rows}
