@@ -19,9 +19,9 @@ SELECT
     coalesce(sum(response_time_ms) FILTER (WHERE response_time_ms BETWEEN 0 AND 60000), 0) AS response_sum,
     max(response_time_ms) FILTER (WHERE response_time_ms BETWEEN 0 AND 60000) AS max_response_time,
     min(response_time_ms) FILTER (WHERE response_time_ms BETWEEN 0 AND 60000) AS min_response_time,
-    count(*) FILTER (WHERE lower(trim(action_type)) = 'grasp') AS grasp_count,
-    count(*) FILTER (WHERE lower(trim(action_type)) = 'release') AS release_count,
-    count(*) FILTER (WHERE lower(trim(action_type)) = 'flex') AS flex_count,
+    count(*) FILTER (WHERE action = 'grasp') AS grasp_count,
+    count(*) FILTER (WHERE action = 'release') AS release_count,
+    count(*) FILTER (WHERE action = 'flex') AS flex_count,
     coalesce(sum(battery_level) FILTER (WHERE battery_level BETWEEN 0 AND 100), 0) AS battery_sum,
     min(battery_level) FILTER (WHERE battery_level BETWEEN 0 AND 100) AS min_battery_level,
     coalesce(sum(duration_seconds) FILTER (WHERE duration_seconds BETWEEN 0 AND 86400), 0) AS usage_seconds,
@@ -32,5 +32,18 @@ SELECT
     count(*) FILTER (WHERE NOT coalesce(battery_level BETWEEN 0 AND 100, false)) AS invalid_battery_count,
     count(*) FILTER (WHERE NOT coalesce(duration_seconds BETWEEN 0 AND 86400, false)) AS invalid_duration_count,
     count(*) FILTER (WHERE duration_seconds > 86400 AND duration_seconds < 'Infinity') AS absurd_duration_count
-FROM ({events}) AS events
+FROM
+(
+    -- The action as the contract counts it, lower(trim(action_type)), which PostgreSQL computes
+    -- once per aggregate that uses it (three times a row), each a case mapping per character:
+    -- a fifth of the query's time on the benchmark. The three words as devices send them are
+    -- that already, so only other spellings go through it.
+    SELECT
+        *,
+        CASE
+            WHEN action_type IN ('grasp', 'release', 'flex') THEN action_type
+            ELSE lower(trim(action_type))
+        END AS action
+    FROM ({events}) AS typed
+) AS events
 GROUP BY report_date, user_id, prosthesis_id, slot
