@@ -70,14 +70,19 @@ def build_report_rows(
     stage.recreate(client, stage.changed_users, "staging_changed_users")
     stage.recreate(client, stage.crm_fields, "staging_crm_fields")
     stage.recreate_like(client, stage.report_rows, MART)
-    for step in ("crm_orders_next", "crm_changed_users", "crm_fields", "report_rows"):
+    for step in ("crm_orders_next", "crm_changed_users"):
+        client.command(sql(f"clickhouse/build/{step}"), parameters=params)
+    changed_users = staging.count(client, stage.changed_users)
+    if not days and not changed_users:  # a run with nothing new: no row to write
+        return ReportRows(report_rows=0, refreshed_rows=0, crm_changed_users=0)
+    for step in ("crm_fields", "report_rows"):
         client.command(sql(f"clickhouse/build/{step}"), parameters=params)
     fresh = staging.count(client, stage.report_rows)
     client.command(sql("clickhouse/build/report_rows_crm_refresh"), parameters=params)
     return ReportRows(
         report_rows=fresh,
         refreshed_rows=staging.count(client, stage.report_rows) - fresh,
-        crm_changed_users=staging.count(client, stage.changed_users),
+        crm_changed_users=changed_users,
     )
 
 
@@ -113,6 +118,8 @@ def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> Me
         (stage.state_next, stage.pattern(staging.PARTIALS_SHARD), True, changed, kept),
         (stage.telemetry, stage.pattern("state_next"), False, days, []),
     ):
+        if not of:  # no day to merge: the table stays empty
+            continue
         client.command(
             sql("clickhouse/build/state_merge"),
             parameters={
