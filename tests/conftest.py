@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
 
 # A clean Airflow for the whole session (set before anything imports airflow): its own home,
-# no examples, nothing from the machine's ~/airflow.
+# no examples, nothing from the machine's ~/airflow. The home goes with the session
+# (pytest_unconfigure).
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow_home_")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 from collections.abc import Iterator
@@ -40,6 +42,11 @@ FLEET = generate.Fleet(users=1000, seed=7)
 
 # The modules that use the running Airflow (`airflow_services`): one worker runs them all.
 RUNNING_AIRFLOW = {"test_alert_deadline.py", "test_assets.py", "test_lineage.py"}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """This process's Airflow home (each xdist worker made its own)."""
+    shutil.rmtree(os.environ["AIRFLOW_HOME"], ignore_errors=True)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScopeScheduling:
