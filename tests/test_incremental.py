@@ -14,7 +14,7 @@ from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day
 from expected import expected_mart
 from test_pipeline import assert_same, mart_rows
 
-from bionicpro_etl import pipeline
+from bionicpro_etl import pipeline, postgres
 from bionicpro_etl.config import settings
 from bionicpro_etl.extract import partials_sql
 from bionicpro_etl.plan import FLOOR_PAGES, arrival_bound, days_with_events
@@ -400,3 +400,24 @@ def test_the_bound_after_a_watermark_reads_the_last_pages_not_every_arrival(stac
         plan = conn.execute("EXPLAIN " + floor, params).fetchall()
         assert "received_at_brin" not in str(plan)
         conn.rollback()
+
+
+def test_the_aggregate_keeps_the_default_work_mem_on_a_server_given_more(stack):
+    """On a server given more work_mem than the default, PostgreSQL sorted the aggregate's rows
+    more slowly, or hashed the arrivals' groups in one process once they looked small enough to,
+    slower still (docs/benchmarks.md, "Source side"). The extract's sessions keep the default;
+    a plain session takes the server's."""
+    dsn = stack.dsn("bionicpro")
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("ALTER DATABASE bionicpro SET work_mem = '256MB'")
+        try:
+            work_mem = {}
+            for session, conninfo in (
+                ("plain", dsn),
+                ("extract", postgres.aggregating(dsn, settings())),
+            ):
+                with psycopg.connect(conninfo) as conn:
+                    (work_mem[session],) = conn.execute("SHOW work_mem").fetchone()
+        finally:
+            admin.execute("ALTER DATABASE bionicpro RESET work_mem")
+    assert work_mem == {"plain": "256MB", "extract": "4MB"}

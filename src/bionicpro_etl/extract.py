@@ -63,7 +63,7 @@ def telemetry_batches(
         config.future_tolerance_seconds,
         *storable_bounds(tz),
     )
-    with adbc_pg.connect(postgres.bounded(dsn, config)) as conn, conn.cursor() as cur:
+    with adbc_pg.connect(postgres.aggregating(dsn, config)) as conn, conn.cursor() as cur:
         if plan.reread_from is not None and plan.watermark_after > plan.reread_from:
             cur.execute(
                 partials_sql("events_arrived"),

@@ -26,7 +26,7 @@ from bionicpro_stack.bench.job import (
 )
 from bionicpro_stack.bench.measure import CHILDREN, airflow, child, run_child
 from bionicpro_stack.bench.report import ROWS, Results, Series, markdown, stages, table, targets
-from bionicpro_stack.bench.source import postgres_version, rows_read, source_side
+from bionicpro_stack.bench.source import arrival_plans, postgres_version, rows_read, source_side
 from bionicpro_stack.services import Stack
 
 RUN_ID = "bench_pipeline"
@@ -98,6 +98,8 @@ def run_bench(scale: Scale, small: bool) -> Results | list[str]:
         arrived, nights = next_nights(stack, job, runs["n"])
         say("(r) the realistic night and (q) its arrivals in 96 quarter-hour runs")
         realistic, night_snapshots = realistic_night(stack, job, runs["r"], runs["q"])
+        say("source side: the night's arrival query by session and work_mem")
+        sessions = arrival_plans(stack)
     finally:
         stack.down()
 
@@ -115,6 +117,7 @@ def run_bench(scale: Scale, small: bool) -> Results | list[str]:
         engine=engine,
         postgres=postgres,
         plans=plans,
+        sessions=sessions,
         night_events=sum(arrived.events.values()),
         night_arrivals=realistic.rows,
     )

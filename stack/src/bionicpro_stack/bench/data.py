@@ -75,9 +75,10 @@ def late_uploads(events: int) -> int:
     return events * 3 // 100
 
 
-def named_aggregate_sql() -> str:
-    """The day's aggregate query with named placeholders (`%(p1)s`) for psycopg and pandas."""
-    return re.sub(r"\$(\d+)", r"%(p\1)s", partials_sql("events_of_day").replace("%", "%%"))
+def named_aggregate_sql(events: str = "events_of_day") -> str:
+    """The aggregate query (of a day read whole, or of `events_arrived`) with named placeholders
+    (`%(p1)s`) for psycopg and pandas."""
+    return re.sub(r"\$(\d+)", r"%(p\1)s", partials_sql(events).replace("%", "%%"))
 
 
 def aggregate_params(day: date, tz: ZoneInfo) -> dict[str, Any]:
@@ -89,6 +90,21 @@ def aggregate_params(day: date, tz: ZoneInfo) -> dict[str, Any]:
     tolerance = settings().future_tolerance_seconds
     return {"p1": start, "p2": end, "p3": day, "p4": EVER, "p5": None, "p6": EVER, "p7": 1,
             "p8": 0, "p9": tolerance, "p10": earliest, "p11": latest}  # fmt: skip
+
+
+def arrival_params(tz: ZoneInfo) -> dict[str, Any]:
+    """The arrival query's parameters $1.. as (r)'s nightly run binds them: the look-back's days
+    up to NIGHT, the night's arrivals (night_window) with the overlap below it read again, the
+    next re-read point the overlap below the bound; all users; the clock tolerance and the days
+    the mart can hold."""
+    config = settings()
+    start, end = night_window(tz)
+    overlap = timedelta(seconds=config.arrival_overlap_seconds)
+    earliest, latest = storable_bounds(tz)
+    first = NIGHT - timedelta(days=config.lookback_days)
+    return {"p1": first, "p2": NIGHT, "p3": tz.key, "p4": end, "p5": start - overlap,
+            "p6": end - overlap, "p7": 1, "p8": 0, "p9": config.future_tolerance_seconds,
+            "p10": earliest, "p11": latest}  # fmt: skip
 
 
 def history_days() -> list[date]:

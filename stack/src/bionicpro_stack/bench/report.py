@@ -21,7 +21,7 @@ from bionicpro_stack.bench.data import (
     late_uploads,
 )
 from bionicpro_stack.bench.job import DAY, Measured, Scale
-from bionicpro_stack.bench.source import IndexPlan
+from bionicpro_stack.bench.source import IndexPlan, SessionPlan
 from bionicpro_stack.services import EMBEDDED_ENGINE_ENV
 
 TARGETS = {
@@ -85,6 +85,7 @@ class Results:
     engine: str
     postgres: str
     plans: tuple[IndexPlan, IndexPlan]
+    sessions: tuple[SessionPlan, ...]  # the night's arrival query by session and work_mem
     night_events: int  # the events of the days (n) rebuilt
     night_arrivals: int  # the events that arrived in (r)'s night
 
@@ -270,6 +271,21 @@ def _plan_row(title: str, p: IndexPlan) -> str:
     )
 
 
+def sessions(r: Results) -> str:
+    """The night's arrival query by session and work_mem: how it aggregated, in how many
+    processes, and its time."""
+    rows = [
+        "| server's work_mem | session | aggregate | parallel workers | execution, ms |",
+        "|---|---|---|---:|---:|",
+    ]
+    rows += [
+        f"| {p.server_work_mem} | {p.session} | {p.strategy.lower()} | {p.workers}"
+        f" | {p.execution_ms:,.0f} |"
+        for p in r.sessions
+    ]
+    return "\n".join(rows)
+
+
 def _verdict(btree: IndexPlan, brin: IndexPlan) -> str:
     faster, slower = sorted((brin, btree), key=lambda p: p.execution_ms)
     ratio = slower.execution_ms / faster.execution_ms
@@ -352,6 +368,7 @@ def markdown(r: Results, command: str) -> str:
         late_uploads=f"{late_uploads(s.events):,}",
         did_n=_did(r["n"].median),
         rows_read=rows_read(r),
+        sessions=sessions(r),
         night=NIGHT,
         night_first=NIGHT_DAYS[0],
         night_last=NIGHT_DAYS[-1],

@@ -1,5 +1,6 @@
 """The source side: EXPLAIN (ANALYZE, BUFFERS) of the day's query on the benchmark's table with
-only a B-tree index on event_time, then with only a BRIN index."""
+only a B-tree index on event_time, then with only a BRIN index; and the realistic night's
+arrival query by session and work_mem."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 
 import psycopg
 
+from bionicpro_etl import postgres
 from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
-from bionicpro_stack.bench.data import aggregate_params, named_aggregate_sql
+from bionicpro_stack.bench.data import aggregate_params, arrival_params, named_aggregate_sql
 from bionicpro_stack.bench.job import DAY
 from bionicpro_stack.services import Stack
 
@@ -56,6 +58,67 @@ def source_side(stack: Stack) -> tuple[IndexPlan, IndexPlan]:
             conn.execute(sql("telemetry_events", "bionicpro_stack"))
             conn.execute("ANALYZE public.telemetry_events")
     return btree, brin
+
+
+@dataclass(frozen=True)
+class SessionPlan:
+    """The night's arrival query in one kind of session: how it aggregated, and its time."""
+
+    server_work_mem: str
+    session: str
+    strategy: str  # the final aggregate's: Sorted or Hashed
+    workers: int  # parallel workers launched
+    execution_ms: float
+
+
+# Servers' work_mem larger than the default (4MB), as servers are often given.
+LARGER_WORK_MEM = ("64MB", "256MB")
+
+
+def arrival_plans(stack: Stack) -> tuple[SessionPlan, ...]:
+    """EXPLAIN (ANALYZE) of the realistic night's arrival query as its nightly run binds it,
+    after one run to warm the cache: in the pipeline's session (`postgres.aggregating`) with the
+    server's default work_mem; then, the benchmark's database given a larger one, in a plain
+    session and in the pipeline's."""
+    config = settings()
+    dsn = stack.dsn("bionicpro")
+    query = "EXPLAIN (ANALYZE, FORMAT JSON) " + named_aggregate_sql("events_arrived")
+    params = arrival_params(config.report_tz)
+    sessions = {"a plain one": dsn, "the pipeline's": postgres.aggregating(dsn, config)}
+    plans = []
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        (default,) = admin.execute("SHOW work_mem").fetchone()
+        admin.execute(query, params)
+        try:
+            for work_mem in (None, *LARGER_WORK_MEM):
+                if work_mem:
+                    admin.execute(f"ALTER DATABASE bionicpro SET work_mem = '{work_mem}'")
+                for session, conninfo in sessions.items():
+                    if work_mem is None and session == "a plain one":
+                        continue  # the same session as the pipeline's on the default
+                    with psycopg.connect(conninfo, autocommit=True) as conn:
+                        plan = conn.execute(query, params).fetchone()[0][0]
+                    plans.append(_session_plan(work_mem or f"{default} (default)", session, plan))
+        finally:
+            admin.execute("ALTER DATABASE bionicpro RESET work_mem")
+    return tuple(plans)
+
+
+def _session_plan(work_mem: str, session: str, plan: dict[str, Any]) -> SessionPlan:
+    nodes = list(_nodes(plan["Plan"]))
+    return SessionPlan(
+        server_work_mem=work_mem,
+        session=session,
+        strategy=nodes[0]["Strategy"],  # the final aggregate
+        workers=sum(node.get("Workers Launched", 0) for node in nodes),
+        execution_ms=plan["Execution Time"],
+    )
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for sub in node.get("Plans", []):
+        yield from _nodes(sub)
 
 
 def rows_read(stack: Stack) -> tuple[int, int, float]:
