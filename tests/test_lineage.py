@@ -24,7 +24,7 @@ def expected(key: str, crm: str) -> dict[str, tuple[set, set]]:
     return {
         "create_data_mart_table": (set(), store(
             "reports_data_mart", "user_monthly_summary", "crm_orders", "crm_rejects", "etl_runs",
-            "quality_checks", "published_days", "telemetry_state")),
+            "quality_checks", "published_days", "telemetry_state", "schema_migrations")),
         "plan_report_days": ({TELEMETRY} | store("etl_runs", "telemetry_state"), staged("partials")),
         "telemetry_shards": (set(), set()),
         "extract_telemetry": ({TELEMETRY}, staged("partials_s0")),

@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 
 # The telemetry table, as the contract names it.
 TELEMETRY = "public.telemetry_events"
-# The store's tables that create_data_mart_table creates and migrates.
-STORE_TABLES = (
-    "reports_data_mart", "user_monthly_summary", "crm_orders", "crm_rejects", "etl_runs",
-    "quality_checks", "published_days", "telemetry_state",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,7 +57,7 @@ def task_datasets(task_id: str, stage: Staging, shard: int = 0) -> tuple[Dataset
     crm_items, partials = staged(stage.crm_items), staged(stage.partials)
     state_next = staged(stage.state_next)
     known: dict[str, tuple[Datasets, Datasets]] = {
-        "create_data_mart_table": (Datasets(), Datasets(clickhouse=store(*STORE_TABLES))),
+        "create_data_mart_table": (Datasets(), Datasets(clickhouse=schema.tables())),
         "plan_report_days": (
             Datasets(postgres=(TELEMETRY,), clickhouse=store("etl_runs", "telemetry_state")),
             Datasets(clickhouse=(partials,)),

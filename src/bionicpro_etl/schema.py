@@ -61,6 +61,7 @@ _ALTER = re.compile(
     rf"^(ALTER TABLE {DATABASE}\.(\w+))(?P<rest>\s+(?:ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN)?"
 )
 _ENGINE = re.compile(r"^(ENGINE = )(\w*MergeTree)\b", re.M)
+_TABLE = re.compile(rf"^CREATE TABLE IF NOT EXISTS ({DATABASE}\.\w+)", re.M)
 _MIGRATION = re.compile(r"^-- migration (\d+): (.+)$", re.M)
 _COLUMN = re.compile(
     r"^    (?P<name>\w+)\s+(?P<type>.+?)(?:\s+DEFAULT\s+.+?)?"
@@ -151,6 +152,12 @@ def ddl(cluster_name: str) -> list[str]:
     """The tables' current form, for one server (`cluster_name` empty) or a cluster."""
     single_node = [s for name in DDL for s in split(_current(name))]
     return on_cluster(single_node, cluster_name) if cluster_name else single_node
+
+
+@cache
+def tables() -> tuple[str, ...]:
+    """The store's tables (`database.table`) that `create` makes, as their DDL files name them."""
+    return tuple(table for name in DDL for table in _TABLE.findall(_current(name)))
 
 
 def _current(name: str) -> str:
