@@ -31,12 +31,15 @@ def expected(key: str, crm: str) -> dict[str, tuple[set, set]]:
         "extract_crm_data": ({(crm, "/api/v1/customers")} | store("etl_runs", "crm_orders"),
                              staged("crm_items") | store("crm_rejects")),
         "transform_data": (staged("partials", "crm_items")
-                           | store("telemetry_state", "crm_orders", "reports_data_mart"),
+                           | store("telemetry_state", "crm_orders", "reports_data_mart",
+                                   "published_days", "etl_runs"),
                            staged("state_next", "telemetry", "crm_orders_next",
-                                  "changed_users", "crm_fields", "report_rows")),
+                                  "changed_users", "crm_fields", "report_rows",
+                                  "published_days_next")),
         "check_data_quality": (staged("report_rows", "telemetry") | store("reports_data_mart"),
                                store("quality_checks")),
-        "load_to_clickhouse": (staged("report_rows", "changed_users", "crm_orders_next", "state_next")
+        "load_to_clickhouse": (staged("report_rows", "changed_users", "crm_orders_next", "state_next",
+                                      "published_days_next")
                                | store("etl_runs"),
                                store("reports_data_mart", "user_monthly_summary", "telemetry_state",
                                      "crm_orders", "published_days", "etl_runs")),

@@ -13,7 +13,7 @@ import pytest
 from conftest import MOSCOW, airflow, build_day
 from test_pipeline import mart_rows
 
-from bionicpro_etl import load, pipeline, runlog
+from bionicpro_etl import load, pipeline, runlog, transform
 from bionicpro_etl.plan import DayNotEnded, last_published
 from bionicpro_etl.report_day import day_bounds, report_day_of
 from bionicpro_etl.run import Plan, Run, as_utc
@@ -132,11 +132,19 @@ def test_a_day_published_so_far_becomes_complete_once_the_watermark_passes_its_e
         reread_next=None,
     )
     second = first.model_copy(update={"days": (), "watermark_after": end + timedelta(hours=1)})
+
+    def publish(run: Run, plan: Plan) -> tuple[date, ...]:
+        complete = transform.next_published_days(ch, run.stage, run.run_id, plan, plan.days, MOSCOW)
+        load.publish_days(ch, run.stage)
+        return complete
+
     try:
-        load.publish_days(ch, Run("so_far", day), first, first.days, MOSCOW)
+        assert publish(Run("so_far", day), first) == ()
         assert published_days(ch)[day] == (False, first.watermark_after, "so_far")
-        load.publish_days(ch, Run("over", day + timedelta(days=1)), second, (), MOSCOW)
+        assert publish(Run("over", day + timedelta(days=1)), second) == ()
         assert published_days(ch)[day] == (True, second.watermark_after, "over")
+        third = second.model_copy(update={"days": (day,)})  # the day rebuilt once complete
+        assert publish(Run("rebuilt", day + timedelta(days=1)), third) == (day,)
     finally:
         ch.command(
             "DELETE FROM bionicpro_reports.published_days WHERE report_date = {day:Date}",

@@ -55,7 +55,7 @@ def task_datasets(task_id: str, stage: Staging, shard: int = 0) -> tuple[Dataset
     report_rows, crm_orders_next = staged(stage.report_rows), staged(stage.crm_orders_next)
     telemetry, changed_users = staged(stage.telemetry), staged(stage.changed_users)
     crm_items, partials = staged(stage.crm_items), staged(stage.partials)
-    state_next = staged(stage.state_next)
+    state_next, published_days_next = staged(stage.state_next), staged(stage.published_days_next)
     known: dict[str, tuple[Datasets, Datasets]] = {
         "create_data_mart_table": (Datasets(), Datasets(clickhouse=schema.tables())),
         "plan_report_days": (
@@ -72,9 +72,10 @@ def task_datasets(task_id: str, stage: Staging, shard: int = 0) -> tuple[Dataset
         ),
         "transform_data": (
             Datasets(clickhouse=(partials, crm_items, *store("telemetry_state", "crm_orders",
-                                                             "reports_data_mart"))),
+                                                             "reports_data_mart", "published_days",
+                                                             "etl_runs"))),
             Datasets(clickhouse=(state_next, telemetry, crm_orders_next, changed_users,
-                                 staged(stage.crm_fields), report_rows)),
+                                 staged(stage.crm_fields), report_rows, published_days_next)),
         ),
         "check_data_quality": (
             Datasets(clickhouse=(report_rows, telemetry, *store("reports_data_mart"))),
@@ -82,7 +83,7 @@ def task_datasets(task_id: str, stage: Staging, shard: int = 0) -> tuple[Dataset
         ),
         "load_to_clickhouse": (
             Datasets(clickhouse=(report_rows, changed_users, crm_orders_next, state_next,
-                                 *store("etl_runs"))),
+                                 published_days_next, *store("etl_runs"))),
             Datasets(
                 clickhouse=store(
                     "reports_data_mart", "user_monthly_summary", "telemetry_state", "crm_orders",

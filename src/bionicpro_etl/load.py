@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
@@ -30,9 +29,7 @@ from bionicpro_etl.staging import Staging
 WHOLE_TABLE = "ID 'all'"
 
 
-def publish(
-    client: Client, run: Run, plan: Plan, rows: Transformed, tz: ZoneInfo
-) -> tuple[int, list[date]]:
+def publish(client: Client, run: Run, plan: Plan, rows: Transformed) -> tuple[int, list[date]]:
     """Swap in every month the run touches, then the telemetry state of the days it changed,
     then the CRM dimension, then the list of published days. Returns the rows published and the
     report days they rewrote: the days the run rebuilt, and those of the rows it re-joined with
@@ -49,7 +46,7 @@ def publish(
         _publish_month(client, stage, plan, rows.days, month)
     _publish_state(client, stage, plan, rows.state_changed)
     _replace(client, "crm_orders", WHOLE_TABLE, {}, stage.crm_orders_next)
-    publish_days(client, run, plan, rows.days, tz)
+    publish_days(client, stage)
     return staging.count(client, stage.report_rows), days
 
 
@@ -65,22 +62,9 @@ def completeness(client: Client, days: list[date]) -> dict[date, bool]:
     return {day: bool(found.get(day, False)) for day in days}
 
 
-def publish_days(client: Client, run: Run, plan: Plan, days: Sequence[date], tz: ZoneInfo) -> None:
-    """`published_days` with this run's days and watermark (sql/clickhouse/build/published_days.sql)."""
-    next_version = run.stage.published_days_next
-    run.stage.recreate_like(client, next_version, "bionicpro_reports.published_days")
-    client.command(
-        sql("clickhouse/build/published_days"),
-        parameters={
-            "published_days_next": next_version,
-            "days": list(days),
-            "lookback_start": plan.lookback_start,
-            "watermark": plan.watermark_after,
-            "run_id": run.run_id,
-            "tz": tz.key,
-        },
-    )
-    _replace(client, "published_days", WHOLE_TABLE, {}, next_version)
+def publish_days(client: Client, stage: Staging) -> None:
+    """Swap in the run's next version of `published_days` (`transform.next_published_days`)."""
+    _replace(client, "published_days", WHOLE_TABLE, {}, stage.published_days_next)
 
 
 def _publish_month(

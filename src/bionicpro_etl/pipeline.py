@@ -32,7 +32,6 @@ from bionicpro_etl import (
 )
 from bionicpro_etl.config import Settings, settings
 from bionicpro_etl.extract import CrmError
-from bionicpro_etl.report_day import day_bounds
 from bionicpro_etl.run import (
     Checked,
     CrmExtract,
@@ -228,9 +227,8 @@ def transform_data(
     config = config or settings()
     started = time.monotonic()
     merged = transform.merge_state(client, run.stage, planned, run.day)
-    bound = planned.watermark_after
-    complete = tuple(
-        d for d in merged.days if bound and bound >= day_bounds(d, config.report_tz)[1]
+    complete = transform.next_published_days(
+        client, run.stage, run.run_id, planned, merged.days, config.report_tz
     )
     counts = transform.build_report_rows(
         client,
@@ -308,7 +306,7 @@ def load_to_clickhouse(
             log.warning("another run published since run %s planned: planning it again", run.run_id)
             again = prepare(sources, client, run, config)
             planned, extracted, crm, rows = again.plan, again.extracted, again.crm, again.rows
-        published, changed = load.publish(client, run, planned, rows, config.report_tz)
+        published, changed = load.publish(client, run, planned, rows)
         seconds = time.monotonic() - started
         lock.check()
         runlog.record(

@@ -147,7 +147,7 @@ class Transformed(StageResult):
     re-joined for CRM changes."""
 
     days: tuple[date, ...]
-    # Those of `days` whose end the arrival bound has passed (published_days' `complete`); the
+    # Those of `days` whose end the arrival bound has passed (`complete` in published_days); the
     # others are a day so far (a sub-daily schedule's today).
     complete: tuple[date, ...] = ()
     # The days whose telemetry state the run changed: the days it publishes, and later days

@@ -5,7 +5,8 @@ store. Steps, each one file in sql/clickhouse/build/: the next telemetry state o
 run publishes (what it read merged into what the state kept) and their telemetry per (user,
 prosthesis, day) merged from it; the CRM dimension's next version, the users whose CRM data
 changed, the CRM fields of every row the run writes, then the rows: fresh ones for the run's
-days, and the look-back's rows of changed users with their new CRM fields.
+days, and the look-back's rows of changed users with their new CRM fields; and the next list of
+published days, which says which are complete.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 
@@ -138,6 +140,32 @@ def merge_state(client: Client, stage: Staging, plan: Plan, own_day: date) -> Me
         events_beyond_lookback=beyond,
         events_bad_time=bad_time,
     )
+
+
+def next_published_days(
+    client: Client, stage: Staging, run_id: str, plan: Plan, days: Sequence[date], tz: ZoneInfo
+) -> tuple[date, ...]:
+    """The next version of `published_days` with this run's days and watermark
+    (sql/clickhouse/build/published_days.sql, which says when a day is complete); the load swaps
+    it in. Returns those of `days` it says are complete, for the quality checks."""
+    stage.recreate_like(client, stage.published_days_next, "bionicpro_reports.published_days")
+    client.command(
+        sql("clickhouse/build/published_days"),
+        parameters={
+            "published_days_next": stage.published_days_next,
+            "days": list(days),
+            "lookback_start": plan.lookback_start,
+            "watermark": plan.watermark_after,
+            "run_id": run_id,
+            "tz": tz.key,
+        },
+    )
+    rows = client.query(
+        "SELECT report_date FROM bionicpro_staging.{table:Identifier}"
+        " WHERE complete AND report_date IN {days:Array(Date)} ORDER BY report_date",
+        parameters={"table": stage.published_days_next, "days": list(days)},
+    ).result_rows
+    return tuple(day for (day,) in rows)
 
 
 def _grown(client: Client, stage: Staging, plan: Plan, arrived: Sequence[date]) -> set[date]:
