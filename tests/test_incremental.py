@@ -3,20 +3,19 @@ runs with nothing new, all checked through the mart and the run log."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from bionicpro_stack.bench.data import named_aggregate_sql
 from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day
 from expected import expected_mart
 from test_pipeline import assert_same, mart_rows
 
 from bionicpro_etl import pipeline, postgres
 from bionicpro_etl.config import settings
-from bionicpro_etl.extract import partials_sql
 from bionicpro_etl.plan import FLOOR_PAGES, arrival_bound, days_with_events
 from bionicpro_etl.queries import sql
 from bionicpro_etl.report_day import storable_bounds
@@ -289,7 +288,7 @@ GROUP BY report_date
 def arrived_days(conn, first: date, last: date, tz: ZoneInfo, after, until) -> dict[date, int]:
     """The events per report day of the product's arrival read (its ADBC $n placeholders as
     psycopg's, to run in this transaction)."""
-    query = re.sub(r"\$(\d+)", r"%(p\1)s", partials_sql("events_arrived").replace("%", "%%"))
+    query = named_aggregate_sql("events_arrived")
     earliest, latest = storable_bounds(tz)
     params = {"p1": first, "p2": last, "p3": tz.key, "p4": until, "p5": after, "p6": until}
     rows = conn.execute(
