@@ -98,8 +98,8 @@ def run_bench(scale: Scale, small: bool) -> Results | list[str]:
         arrived, nights = next_nights(stack, job, runs["n"])
         say("(r) the realistic night and (q) its arrivals in 96 quarter-hour runs")
         realistic, night_snapshots = realistic_night(stack, job, runs["r"], runs["q"])
-        say("source side: the night's arrival query by session and work_mem")
-        sessions = arrival_plans(stack)
+        say("source side: the night's arrival query by statistics, session and work_mem")
+        sessions = arrival_plans(job)
     finally:
         stack.down()
 

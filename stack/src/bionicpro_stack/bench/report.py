@@ -85,7 +85,7 @@ class Results:
     engine: str
     postgres: str
     plans: tuple[IndexPlan, IndexPlan]
-    sessions: tuple[SessionPlan, ...]  # the night's arrival query by session and work_mem
+    sessions: tuple[SessionPlan, ...]  # the night's arrival query by statistics, session, work_mem
     night_events: int  # the events of the days (n) rebuilt
     night_arrivals: int  # the events that arrived in (r)'s night
 
@@ -272,15 +272,16 @@ def _plan_row(title: str, p: IndexPlan) -> str:
 
 
 def sessions(r: Results) -> str:
-    """The night's arrival query by session and work_mem: how it aggregated, in how many
-    processes, and its time."""
+    """The night's arrival query by the table's statistics, session and work_mem: how it
+    aggregated, in how many processes, and its time."""
     rows = [
-        "| server's work_mem | session | aggregate | parallel workers | execution, ms |",
-        "|---|---|---|---:|---:|",
+        "| statistics | server's work_mem | session | aggregate | parallel workers"
+        " | execution, ms |",
+        "|---|---|---|---|---:|---:|",
     ]
     rows += [
-        f"| {p.server_work_mem} | {p.session} | {p.strategy.lower()} | {p.workers}"
-        f" | {p.execution_ms:,.0f} |"
+        f"| {p.statistics} | {p.server_work_mem} | {p.session} | {p.strategy.lower()}"
+        f" | {p.workers} | {p.execution_ms:,.0f} |"
         for p in r.sessions
     ]
     return "\n".join(rows)
