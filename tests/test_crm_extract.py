@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 import requests
 
@@ -79,6 +84,40 @@ def test_pagination_reads_every_item_once(stack, crm, clean_faults):
     assert len(small) > 3
     assert seqs == sorted(set(seqs))
     assert sum(p.items.num_rows for p in small) == sum(p.items.num_rows for p in whole)
+
+
+def test_the_next_page_is_asked_for_before_this_one_is_handed_on():
+    """The listing requests page 2 as soon as page 1's cursor is known, so that the CRM serves
+    it while page 1 is validated and staged. A CRM of two pages, over HTTP, notes the request."""
+    asked = threading.Event()
+
+    class TwoPages(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            cursor = parse_qs(urlsplit(self.path).query).get("cursor", [None])[0]
+            if cursor == "2":
+                asked.set()
+            page = {"items": [GOOD], "next_cursor": "2" if cursor is None else None}
+            body = json.dumps(page).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), TwoPages) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with requests.Session() as session:
+                url = f"http://127.0.0.1:{server.server_port}"
+                pages = crm_pages(session, url, page_size=1)
+                first = next(pages)
+                assert asked.wait(timeout=10), "page 2 was asked for only once page 1 was done"
+                assert [p.items.num_rows for p in (first, *pages)] == [1, 1]
+        finally:
+            server.shutdown()
 
 
 def test_wrong_credentials_fail_without_retry(stack, crm, clean_faults):

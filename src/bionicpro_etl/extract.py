@@ -12,6 +12,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Self
@@ -189,7 +190,9 @@ def crm_pages(
 ) -> Iterator[CrmPage]:
     """Walk the CRM listing with its cursor until `next_cursor` is null, within the listing's
     budget (config.py): its wall time, empty pages in a row, a page's size. A CRM that breaks
-    one of them fails the listing with a message that says which, instead of holding the night."""
+    one of them fails the listing with a message that says which, instead of holding the night.
+    The next page is requested as soon as its cursor is known, so the CRM answers it while this
+    one is validated (one request at a time, as before)."""
     config = config or settings()
     url = base_url.rstrip("/") + CUSTOMERS_PATH
     params: dict[str, Any] = {"limit": page_size}
@@ -206,7 +209,7 @@ def crm_pages(
             f" after {pages} pages (BIONICPRO_CRM_LISTING_BUDGET_SECONDS){last}"
         )
 
-    while True:
+    def page_at(params: dict[str, Any]) -> dict[str, Any]:
         left = deadline - time.monotonic()
         if left <= 0:
             raise out_of_budget("")
@@ -218,24 +221,32 @@ def crm_pages(
             if time.monotonic() < deadline:
                 raise
             raise out_of_budget(f"; the last page: {exc}") from exc
-        payload = _listing(response, body)
-        page = validate_items(payload["items"], first_seq=seq, latest=latest)
-        seq += len(payload["items"])
-        pages += 1
-        yield page
-        cursor = payload["next_cursor"]
-        if cursor is None:
-            return
-        if cursor in seen_cursors:
-            raise CrmError(f"CRM {url} repeated the cursor {cursor!r}; stopping instead of looping")
-        empty = 0 if payload["items"] else empty + 1
-        if empty >= config.crm_max_empty_pages:
-            raise CrmError(
-                f"CRM {url} served {empty} empty pages in a row, each with a new cursor; stopping"
-                " instead of paging forever (BIONICPRO_CRM_MAX_EMPTY_PAGES)"
-            )
-        seen_cursors.add(cursor)
-        params["cursor"] = cursor
+        return _listing(response, body)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-listing") as reader:
+        upcoming = reader.submit(page_at, dict(params))
+        while True:
+            payload = upcoming.result()
+            pages += 1
+            cursor = payload["next_cursor"]
+            if cursor is not None:
+                if cursor in seen_cursors:
+                    raise CrmError(
+                        f"CRM {url} repeated the cursor {cursor!r}; stopping instead of looping"
+                    )
+                empty = 0 if payload["items"] else empty + 1
+                if empty >= config.crm_max_empty_pages:
+                    raise CrmError(
+                        f"CRM {url} served {empty} empty pages in a row, each with a new cursor;"
+                        " stopping instead of paging forever (BIONICPRO_CRM_MAX_EMPTY_PAGES)"
+                    )
+                seen_cursors.add(cursor)
+                params["cursor"] = cursor
+                upcoming = reader.submit(page_at, dict(params))
+            yield validate_items(payload["items"], first_seq=seq, latest=latest)
+            seq += len(payload["items"])
+            if cursor is None:
+                return
 
 
 def _get(
