@@ -29,7 +29,7 @@ CREATE INDEX IF NOT EXISTS telemetry_events_received_at_brin
 -- this size autovacuum analyzes it only once a tenth of it has changed: days of arrivals at a
 -- month's history. Until then the newest received_at lies beyond the statistics, the night's
 -- arrivals look like one row, and PostgreSQL aggregates them in one process instead of its
--- parallel workers: 1.8 times as long on the benchmark's realistic night (docs/scaling.md,
+-- parallel workers: about twice as long on the benchmark's realistic night (docs/scaling.md,
 -- "Fresh statistics"). Analyzing every million rows keeps the estimate within a million of the
 -- truth; an ANALYZE reads a sample (30,000 rows by default), whatever the table's size.
 ALTER TABLE public.telemetry_events SET (
