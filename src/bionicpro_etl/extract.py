@@ -192,7 +192,7 @@ def crm_pages(
     budget (config.py): its wall time, empty pages in a row, a page's size. A CRM that breaks
     one of them fails the listing with a message that says which, instead of holding the night.
     The next page is requested as soon as its cursor is known, so the CRM answers it while this
-    one is validated (one request at a time, as before)."""
+    one is validated and staged; there is never more than one request in flight."""
     config = config or settings()
     url = base_url.rstrip("/") + CUSTOMERS_PATH
     params: dict[str, Any] = {"limit": page_size}
