@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -103,7 +103,7 @@ def arrival_plans(job: Job) -> tuple[SessionPlan, ...]:
     with psycopg.connect(dsn, autocommit=True) as admin:
         (default,) = admin.execute("SHOW work_mem").fetchone()
         default = f"{default} (default)"
-        with _statistics_before_the_night(job):
+        with _statistics_before_the_night(job, read_from=params["p5"]):
             explain(sessions["the pipeline's"])  # warms the cache, sets the new rows' hint bits
             stale = explain(sessions["the pipeline's"])
         plans = [_session_plan(STALE, default, "the pipeline's", stale)]
@@ -127,16 +127,14 @@ FRESH = "analyzed"
 
 
 @contextmanager
-def _statistics_before_the_night(job: Job) -> Iterator[None]:
-    """The table analyzed as it was before the rows the nightly run reads (its arrivals, and
-    the overlap below them it reads again), which then come back in arrival order: the
-    statistics of a server whose autovacuum has not analyzed the table since the last night, as
-    by default it waits for a tenth of the table to change (three nights or more at a month's
-    history; docs/scaling.md). Autovacuum is held off on the table meanwhile; the table is
-    analyzed after, as the night left it."""
-    config = settings()
-    start, end = night_window(config.report_tz)
-    read_from = start - timedelta(seconds=config.arrival_overlap_seconds)
+def _statistics_before_the_night(job: Job, *, read_from: datetime) -> Iterator[None]:
+    """The table analyzed as it was before the rows the nightly run reads (those received
+    after `read_from`: its arrivals, and the overlap below them it reads again), which then come
+    back in arrival order: the statistics of a server whose autovacuum has not analyzed the
+    table since the last night, as by default it waits for a tenth of the table to change (three
+    nights or more at a month's history; docs/scaling.md). Autovacuum is held off on the table
+    meanwhile; the table is analyzed after, as the night left it."""
+    start, end = night_window(settings().report_tz)
     arrivals = night_arrivals(job)
     columns = ", ".join(arrivals.column_names)
     with psycopg.connect(job.stack.dsn("bionicpro"), autocommit=True) as conn:
