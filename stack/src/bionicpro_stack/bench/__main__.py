@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bionicpro_stack import bench
 from bionicpro_stack.bench.check import check, check_nights
-from bionicpro_stack.bench.data import HISTORY_DAYS, NIGHT, NIGHT_DAYS
+from bionicpro_stack.bench.data import HISTORY_DAYS, NIGHT, NIGHT_DAYS, WHOLE_DAY
 from bionicpro_stack.bench.job import (
     DAY,
     FULL,
@@ -97,7 +97,7 @@ def run_bench(scale: Scale, small: bool) -> Results | list[str]:
         say("(n) the next night: the following day arrives, with late events of the report day")
         arrived, nights = next_nights(stack, job, runs["n"])
         say("(r) the realistic night and (q) its arrivals in 96 quarter-hour runs")
-        realistic, night_snapshots = realistic_night(stack, job, runs["r"], runs["q"])
+        realistic, night_snapshots = realistic_night(stack, job, runs)
         say("source side: the night's arrival query by statistics, session and work_mem")
         sessions = arrival_plans(job)
     finally:
@@ -161,13 +161,14 @@ def counted(stack: Stack, name: str, job: Job, arg: str = "") -> Measured:
 
 
 def realistic_night(
-    stack: Stack, job: Job, nights: list[Measured], quarters: list[Measured]
+    stack: Stack, job: Job, runs: dict[str, list[Measured]]
 ) -> tuple[Measured, list[str]]:
     """(r) and (q), in a table of their own (the benchmark's is replaced): the days before the
     night are published by a first run (not measured); then, from a copy of that store, (q)
     appends the night's arrivals a quarter of an hour at a time, each followed by a run, and each
-    round of (r) runs the nightly run over all of them at once. Returns the night's arrivals
-    (with each day's events) and the snapshots: (q)'s last, then each round of (r)'s."""
+    round of (r) runs the nightly run over all of them at once, after (a_r), (a)'s query over a
+    day of this table. Returns the night's arrivals (with each day's events) and the snapshots:
+    (q)'s last, then each round of (r)'s."""
     prepared = run_child("realistic_sources", job)
     say(
         f"  {prepared.rows:,} arrivals of the night made in {prepared.seconds:.0f} s (not measured)"
@@ -181,16 +182,18 @@ def realistic_night(
     # the days the nightly run publishes: the next one is left to its own run
     days = replace(job, first_day=NIGHT_DAYS[0].isoformat(), day=NIGHT.isoformat())
     say("  (q) 96 quarter-hour runs")
-    quarters.append(run_child("quarter_hours", job, f"{RUN_ID}_quarter"))  # counts its own reads
+    runs["q"].append(run_child("quarter_hours", job, f"{RUN_ID}_quarter"))  # counts its own reads
     run_child("snapshot", days, "quarter_hours")
     snapshots = ["quarter_hours"]
     arrived = run_child("night", job)
     for i in range(job.scale.repeat):
+        say(f"  (a_r) round {i + 1}/{job.scale.repeat}: (a)'s query over {WHOLE_DAY}, read whole")
+        runs["a_r"].append(counted(stack, "aggregate", replace(job, day=WHOLE_DAY.isoformat())))
         say(f"  (r) round {i + 1}/{job.scale.repeat}: pipeline.run_all for {NIGHT}")
         shutil.rmtree(stack.clickhouse_dir)
         shutil.copytree(store, stack.clickhouse_dir, symlinks=True)
         nightly = replace(job, day=NIGHT.isoformat())
-        nights.append(counted(stack, "pipeline", nightly, f"{RUN_ID}_night_{i}"))
+        runs["r"].append(counted(stack, "pipeline", nightly, f"{RUN_ID}_night_{i}"))
         run_child("snapshot", days, f"night-{i}")
         snapshots.append(f"night-{i}")
     return replace(arrived, rows=prepared.rows), snapshots

@@ -33,6 +33,8 @@ EVER = datetime(9999, 12, 31, tzinfo=UTC)
 # days late) of the five days before. Far after DAY's days, in a table of its own making.
 NIGHT = DAY + timedelta(days=14)
 NIGHT_DAYS = [NIGHT + timedelta(days=k) for k in range(-5, 2)]
+# (a_r): the realistic table's day read whole, the first: all its late uploads are in by then.
+WHOLE_DAY = NIGHT_DAYS[0]
 
 
 def fleet(scale: Scale) -> generate.Fleet:

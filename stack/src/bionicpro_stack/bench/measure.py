@@ -43,10 +43,12 @@ AIRFLOW_TIMEOUT_S = 300
 
 
 def measure_aggregate(job: Job) -> Measured:
-    """(a) The day's aggregate query alone, every batch read, through ADBC."""
+    """(a) The aggregate query of the job's day read whole, alone, every batch read, through
+    ADBC: the benchmark's day, or (a_r) one of the realistic table's."""
     import adbc_driver_postgresql.dbapi as adbc_pg
 
-    params = tuple(aggregate_params(DAY, settings().report_tz).values())
+    day = date.fromisoformat(job.day)
+    params = tuple(aggregate_params(day, settings().report_tz).values())
     started = perf_counter()
     rows = 0
     with adbc_pg.connect(job.stack.dsn("bionicpro")) as conn, conn.cursor() as cur:

@@ -17,6 +17,7 @@ from bionicpro_stack.bench.data import (
     HISTORY_DAYS,
     NIGHT,
     NIGHT_DAYS,
+    WHOLE_DAY,
     history_days,
     late_uploads,
 )
@@ -45,6 +46,7 @@ ROWS = (
     ("d", "(d) naive reference (`bench.naive`: pandas, JSON, row-wise apply)"),
     ("n", "(n) the next night: the following day, late events of the report day, a watermark"),
     ("r", "(r) the realistic night: a day's arrivals, late uploads of the five days before"),
+    ("a_r", "(a_r) (a)'s query over a day of the realistic table, its late uploads included"),
     ("q", "(q) the same arrivals in 96 quarter-hour runs (`*/15`), all of them"),
     ("crm", "CRM read alone (`extract.crm_pages`, all pages, validated)"),
     ("idle", "(0) pipeline imported, chDB opened and closed, no work"),
@@ -81,7 +83,7 @@ class Results:
     small: bool
     load_before: tuple[float, float, float]
     table_rows: int
-    runs: dict[str, Series]  # by label: a, b, b', crm, c, d, n, idle
+    runs: dict[str, Series]  # by label (ROWS)
     engine: str
     postgres: str
     plans: tuple[IndexPlan, IndexPlan]
@@ -100,6 +102,7 @@ class Results:
             "d/b": seconds["d"] / seconds["b"],
             "no new data / (b)": seconds["b'"] / seconds["b"],
             "(r)/(a)": seconds["r"] / seconds["a"],
+            "(r)/(a_r)": seconds["r"] / seconds["a_r"],
             "(q)/(r), wall time": seconds["q"] / seconds["r"],
         }
 
@@ -151,7 +154,7 @@ def rows_read(r: Results) -> str:
     """What PostgreSQL read for each measurement, by its own statistics, against the events the
     measurement needed: the day's for (a) and its floors, the night's arrivals for (r) and (q)."""
     needed = {"a": r.scale.events, "scan": r.scale.events, "copy": r.scale.events}
-    needed |= {"r": r.night_arrivals, "q": r.night_arrivals}
+    needed |= {"r": r.night_arrivals, "q": r.night_arrivals, "a_r": r.scale.events}
     titles = dict(ROWS)
     lines = [
         f"| {titles[label]} | {events:,} | {r[label].median.rows_read:,}"
@@ -185,6 +188,21 @@ def quarter_hours(r: Results) -> str:
         " ClickHouse (staging tables made and dropped, the month rewritten and swapped). The 96"
         " runs share one process, so (q)'s peak RSS is that process's after all of them; in"
         " Airflow each task is a process of its own."
+    )
+
+
+def whole_day(r: Results) -> str:
+    """(a_r) beside (a): what reading one day whole costs once days have late uploads."""
+    a, whole = r["a"].median, r["a_r"].median
+    days = r["r"].median.pipeline.loaded.days
+    return (
+        f"(a)'s query over {WHOLE_DAY}, a day of the realistic table read whole (a_r), took"
+        f" {whole.seconds:,.2f} s against (a)'s {a.seconds:,.2f} s: PostgreSQL touched"
+        f" {whole.blocks_read:,} of the table's blocks for it against {a.blocks_read:,}, since"
+        " the day's late uploads lie among the next five days' blocks and the BRIN scan of its"
+        f" event_time range reads those too. So the night, {days} days touched, costs"
+        f" (r)/(a_r) = {r.ratios()['(r)/(a_r)']:.2f} such days, where reading each day it"
+        f" touched whole would take {days} such queries."
     )
 
 
@@ -235,7 +253,9 @@ def _misses(r: Results) -> str:
         "no new data / (b)": f"(b') {_did(again)} in {again.seconds:,.2f} s: {_by_time(again)}.",
         "(r): rows PostgreSQL read / events arrived": f"(r) {_did(r['r'].median)}; PostgreSQL"
         f" read {r['r'].median.rows_read:,} rows for {r.night_arrivals:,} arrivals.",
-        "(r)/(a)": f"(r) took {r['r'].seconds:,.2f} s: {_by_time(r['r'].median)}.",
+        "(r)/(a)": f"(r) took {r['r'].seconds:,.2f} s: {_by_time(r['r'].median)}."
+        f" Against (a)'s query over a day of its own table, (a_r): (r)/(a_r) ="
+        f' {r.ratios()["(r)/(a_r)"]:.2f} ("The realistic night", below).',
         "(q)/(r), wall time": quarter_hours(r),
         "(q)/(r), PostgreSQL time": quarter_hours(r),
         "(q): slowest quarter-hour run, s": quarter_hours(r),
@@ -384,6 +404,7 @@ def markdown(r: Results, command: str) -> str:
         quarter_hours=quarter_hours(r),
         q_peak_rss=f"{r['q'].peak_rss_mb:,.0f}",
         whole_days=len(NIGHT_DAYS) - 1,
+        whole_day=whole_day(r),
         night_events=f"{r.night_events:,}",
         n_seconds=f"{r['n'].seconds:,.2f}",
         n_peak_rss=f"{r['n'].peak_rss_mb:,.0f}",
