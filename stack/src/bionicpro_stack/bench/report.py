@@ -152,7 +152,8 @@ def table(r: Results) -> str:
 
 def rows_read(r: Results) -> str:
     """What PostgreSQL read for each measurement, by its own statistics, against the events the
-    measurement needed: the day's for (a) and its floors, the night's arrivals for (r) and (q)."""
+    measurement needed: the day's for (a), its floors and (a_r), the night's arrivals for (r) and
+    (q)."""
     needed = {"a": r.scale.events, "scan": r.scale.events, "copy": r.scale.events}
     needed |= {"r": r.night_arrivals, "q": r.night_arrivals, "a_r": r.scale.events}
     titles = dict(ROWS)
