@@ -186,13 +186,13 @@ def realistic_night(
     run_child("snapshot", days, "quarter_hours")
     snapshots = ["quarter_hours"]
     arrived = run_child("night", job)
+    whole, nightly = (replace(job, day=day.isoformat()) for day in (WHOLE_DAY, NIGHT))
     for i in range(job.scale.repeat):
         say(f"  (a_r) round {i + 1}/{job.scale.repeat}: (a)'s query over {WHOLE_DAY}, read whole")
-        runs["a_r"].append(counted(stack, "aggregate", replace(job, day=WHOLE_DAY.isoformat())))
+        runs["a_r"].append(counted(stack, "aggregate", whole))
         say(f"  (r) round {i + 1}/{job.scale.repeat}: pipeline.run_all for {NIGHT}")
         shutil.rmtree(stack.clickhouse_dir)
         shutil.copytree(store, stack.clickhouse_dir, symlinks=True)
-        nightly = replace(job, day=NIGHT.isoformat())
         runs["r"].append(counted(stack, "pipeline", nightly, f"{RUN_ID}_night_{i}"))
         run_child("snapshot", days, f"night-{i}")
         snapshots.append(f"night-{i}")
