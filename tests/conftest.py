@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-import clickhouse_connect
 import psycopg
 import pytest
 import requests
@@ -102,7 +101,7 @@ def report_tz(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def ch(stack: Stack) -> Iterator[Client]:
     """A client of the stack's chDB engine, closed after the test (one process at a time)."""
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     yield client
     client.close()
 

@@ -9,7 +9,6 @@ import sys
 from datetime import date
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
 from conftest import MOSCOW, airflow
 from expected import expected_mart
@@ -43,7 +42,7 @@ def test_backfill_builds_every_day_of_the_range(backfill, stack):
     line = r"^01-03 +[\d,]+ +[\d.]+  (first run|own day|late arrivals|nothing new)"
     assert re.search(line, backfill.stdout, re.M), backfill.stdout
 
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         runs = client.query(
             "SELECT report_day, run_id FROM bionicpro_reports.etl_runs"
@@ -82,7 +81,7 @@ def test_tasks_test_runs_one_task(stack, airflow_db):
 def mart_day(stack, day: date, columns: str) -> list[tuple]:
     """`columns` of the mart's rows of `day` (read once Airflow's process has ended: chDB admits
     one process)."""
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         return client.query(
             f"SELECT {columns} FROM bionicpro_reports.reports_data_mart"

@@ -13,7 +13,6 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 
-import clickhouse_connect
 import psycopg
 import pytest
 from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day
@@ -180,11 +179,11 @@ def latest_watermark(ch):
 # --- the store: a load killed mid-way --------------------------------------------------------
 
 KILLABLE_RUN = """
-import sys, requests, clickhouse_connect
+import sys, requests
 from bionicpro_etl import extract, pipeline
 from bionicpro_stack.services import CRM_USER, Stack
 stack = Stack(__import__("pathlib").Path(sys.argv[1]), int(sys.argv[2]))
-client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+client = stack.clickhouse()
 session = extract.with_retries(requests.Session()); session.auth = (CRM_USER, stack.crm_password())
 print("started", flush=True)
 pipeline.run_all(stack.dsn("bionicpro"), session, stack.crm_url, client,
@@ -198,7 +197,7 @@ def test_a_load_killed_at_any_moment_leaves_each_day_old_or_new(stack, crm, kill
     """Late events for two months' days; the run is killed (SIGKILL) at some moment; each day
     is then exactly as before or exactly the recomputation, never a mix."""
     december = date(2023, 12, 31)  # within the look-back of LAST_DAY, in another month
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         build_day(stack, client, crm, LAST_DAY, f"settle_{kill_after}")
         days = (december, FIRST_DAY, LAST_DAY)
@@ -222,7 +221,7 @@ def test_a_load_killed_at_any_moment_leaves_each_day_old_or_new(stack, crm, kill
     process.send_signal(signal.SIGKILL)
     process.wait(30)
 
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         for day in days:
             now = mart_rows(client, day)

@@ -45,13 +45,12 @@ def assert_same(actual: dict, expected: dict) -> None:
 @pytest.fixture(scope="module")
 def built(stack):
     """Days 1..3 built once, in a shuffled order, for the checks that only read."""
-    import clickhouse_connect
     import requests
     from bionicpro_stack.services import CRM_USER
 
     from bionicpro_etl.extract import with_retries
 
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     with with_retries(requests.Session()) as session:
         session.auth = (CRM_USER, stack.crm_password())
         for n, day in enumerate((date(2024, 1, 2), LAST_DAY, FIRST_DAY)):
@@ -158,7 +157,6 @@ def test_too_many_rejects_fail_the_run_and_leave_the_mart(built, stack, ch, crm,
 
 def test_select_during_a_load_sees_old_or_new_day_never_a_mix(built, stack, ch, crm, monkeypatch):
     """Change a day at the source, rebuild it while another client keeps reading it."""
-    import clickhouse_connect
 
     # Half the day moves to prostheses the CRM does not know: the quality gate would (rightly)
     # stop that; this test is about readers, so it lets it through.
@@ -179,7 +177,7 @@ def test_select_during_a_load_sees_old_or_new_day_never_a_mix(built, stack, ch, 
 
     seen: list[tuple] = []
     stop = threading.Event()
-    reader = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    reader = stack.clickhouse()
 
     def read() -> None:
         while not stop.is_set():
@@ -216,3 +214,22 @@ def test_sharded_extraction_equals_a_single_shard(built, stack, ch, crm, monkeyp
     sharded = build_day(stack, ch, crm, LAST_DAY, "three_shards", force=True)
     assert mart_rows(ch, LAST_DAY) == one
     assert sharded.telemetry_rows == single.telemetry_rows > 0
+
+
+def compiled_expressions(ch) -> int:
+    """Expressions the engine compiled to machine code so far, in this process."""
+    return ch.query(
+        "SELECT sum(value) FROM system.events WHERE event = 'CompileFunction'"
+    ).result_rows[0][0]
+
+
+def test_runs_in_one_process_compile_no_expressions(built, stack, ch, crm):
+    """The stack opens the embedded engine compiling no expressions (services.py,
+    EMBEDDED_ENGINE_OPTIONS): ClickHouse compiles one once it has seen it three times, and a
+    process that ran more than two runs compiled its queries' expressions again in every run
+    after, for inputs far too small to pay it back. Four runs of a day in this process compile
+    nothing."""
+    before = compiled_expressions(ch)
+    for attempt in range(4):
+        build_day(stack, ch, crm, LAST_DAY, f"compiled_{attempt}", force=True)
+    assert compiled_expressions(ch) == before

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-import clickhouse_connect
 import psycopg
 import pytest
 from conftest import MOSCOW, airflow, build_day
@@ -87,7 +86,7 @@ def test_a_future_logical_date_fails_the_airflow_run_without_retries(stack, airf
     )
     message = "report day 2099-01-01 has not ended in Europe/Moscow"
     assert f"AirflowFailException: {message}" in done.stdout + done.stderr
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         logged = client.query(
             "SELECT status, error FROM bionicpro_reports.etl_runs WHERE report_day = '2099-01-01'"

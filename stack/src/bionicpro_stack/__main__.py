@@ -16,8 +16,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
-
 from bionicpro_etl import runlog
 from bionicpro_etl.config import settings
 from bionicpro_stack import generate, report, story
@@ -91,7 +89,7 @@ def run_day(
         stack, "dags", "test", "reports_etl_dag", day.isoformat(), log=log, progress=progress
     )
     seconds = time.monotonic() - started
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         (run,) = runlog.last_runs(client, 1)
     finally:
@@ -117,7 +115,7 @@ def play_day(stack: Stack, day: date, counter: str) -> None:
 
 
 def print_runs(stack: Stack, limit: int = 10) -> None:
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         runs = runlog.last_runs(client, limit)
     finally:
@@ -129,7 +127,7 @@ def print_runs(stack: Stack, limit: int = 10) -> None:
 
 def write_report(stack: Stack, user_id: int, month: report.Month | None = None) -> Path:
     """The page of one user's month (default: their latest) under the stack's reports/."""
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         return report.write(client, user_id, month, stack.root / "reports")
     except report.NoData as missing:

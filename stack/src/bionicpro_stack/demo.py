@@ -20,7 +20,6 @@ from collections import Counter
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import clickhouse_connect
 import psycopg
 from clickhouse_connect.driver.client import Client
 
@@ -90,7 +89,7 @@ def main() -> None:
     console.print(f"{'':7}the night of {nights[-1]} once more, with nothing uploaded since:")
     play_day(stack, nights[-1], f"[{total}/{total}]")
 
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     try:
         known, unknown = example_users(client)
         report_examples(client, first_day, last_day, known, unknown)

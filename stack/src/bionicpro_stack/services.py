@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
 import psycopg
 import requests
+from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
@@ -37,6 +39,18 @@ EMBEDDED_ENGINE_ENV = {"JE_MALLOC_CONF": "dirty_decay_ms:0"}
 # The embedded engine's configuration for the processes Airflow runs: they remove the parts that
 # a publish replaced (see the file).
 EMBEDDED_ENGINE_CONFIG = Path(__file__).with_name("chdb.xml")
+# How every process of the stack opens the embedded engine (chDB's connection options), Airflow's
+# tasks and the stack's own tools alike: with its configuration, and compiling no expressions.
+# ClickHouse compiles an expression to machine code once it has seen it three times, and a
+# process that ran more than two runs compiled the same quality figures, state merge and report
+# rows again in every run after: 0.3 to 0.5 s of a quarter-hour run at `SMALL=1` (docs/scaling.md).
+# Compiled code pays back on far larger inputs than a run's; a first run is no slower without it.
+EMBEDDED_ENGINE_OPTIONS = {
+    "config-file": str(EMBEDDED_ENGINE_CONFIG),
+    "compile_expressions": "0",
+    "compile_aggregate_expressions": "0",
+    "compile_sort_description": "0",
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,12 @@ class Stack:
     @property
     def clickhouse_dir(self) -> Path:
         return self.root / "clickhouse"
+
+    def clickhouse(self) -> Client:
+        """A client of the stack's embedded engine, opened as Airflow's tasks open it."""
+        return clickhouse_connect.get_client(
+            interface="chdb", path=str(self.clickhouse_dir), chdb_options=EMBEDDED_ENGINE_OPTIONS
+        )
 
     @property
     def airflow_home(self) -> Path:
@@ -164,7 +184,7 @@ class Stack:
             "AIRFLOW_CONN_CLICKHOUSE_DEFAULT": json.dumps(
                 {"conn_type": "clickhouse",
                  "extra": {"client_kwargs": {"interface": "chdb", "path": str(self.clickhouse_dir),
-                                             "chdb_options": {"config-file": str(EMBEDDED_ENGINE_CONFIG)}}}}
+                                             "chdb_options": EMBEDDED_ENGINE_OPTIONS}}}
             ),
         }  # fmt: skip
 

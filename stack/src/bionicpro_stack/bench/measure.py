@@ -115,12 +115,11 @@ def measure_pipeline(job: Job) -> Measured:
 
 def _run(stack: Stack, run_id: str, day: date) -> RunResult:
     """`pipeline.run_all` for `day`, its clients opened and closed around it."""
-    import clickhouse_connect
 
     from bionicpro_etl import pipeline
     from bionicpro_etl.run import Run
 
-    client = clickhouse_connect.get_client(interface="chdb", path=str(stack.clickhouse_dir))
+    client = stack.clickhouse()
     session = _crm_session(stack)
     try:
         return pipeline.run_all(
@@ -221,12 +220,11 @@ def airflow(stack: Stack, args: list[str], log: Path) -> None:
 
 def measure_idle(job: Job) -> Measured:
     """(0) The floor of (b)'s memory: the pipeline imported, the chDB engine opened, no work."""
-    import clickhouse_connect
 
     from bionicpro_etl import pipeline  # noqa: F401 (imported for its memory, as (b) does)
 
     started = perf_counter()
-    client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
+    client = job.stack.clickhouse()
     client.command("SELECT 1")
     client.close()
     return Measured(seconds=perf_counter() - started, rows=0)
@@ -253,10 +251,9 @@ def measure_naive(job: Job) -> Measured:
 def snapshot(job: Job) -> Measured:
     """The rows of `job.table` from `job.first_day` to `job.day` (the report columns it has), saved as Parquet
     for the comparison; also reports the engine's version."""
-    import clickhouse_connect
     import pyarrow.parquet as pq
 
-    client = clickhouse_connect.get_client(interface="chdb", path=str(job.stack.clickhouse_dir))
+    client = job.stack.clickhouse()
     try:
         has = set(client.query(f"SELECT * FROM {job.table} LIMIT 0").column_names)
         rows = client.query_arrow(
