@@ -41,10 +41,10 @@ EMBEDDED_ENGINE_ENV = {"JE_MALLOC_CONF": "dirty_decay_ms:0"}
 EMBEDDED_ENGINE_CONFIG = Path(__file__).with_name("chdb.xml")
 # How every process of the stack opens the embedded engine (chDB's connection options), Airflow's
 # tasks and the stack's own tools alike: with its configuration, and compiling no expressions.
-# ClickHouse compiles an expression to machine code once it has seen it three times, and a
-# process that ran more than two runs compiled the same quality figures, state merge and report
-# rows again in every run after: 0.3 to 0.5 s of a quarter-hour run at `SMALL=1` (docs/scaling.md).
-# Compiled code pays back on far larger inputs than a run's; a first run is no slower without it.
+# ClickHouse compiles an expression once it has seen it three times; chDB counts the sightings for
+# the whole process, but a new connection compiles them again, so a process that ran more than
+# two runs (a connection each) compiled the same expressions anew in every run after, for inputs
+# far too small to pay it back (docs/operations.md).
 EMBEDDED_ENGINE_OPTIONS = {
     "config-file": str(EMBEDDED_ENGINE_CONFIG),
     "compile_expressions": "0",
