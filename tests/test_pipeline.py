@@ -12,7 +12,7 @@ import pytest
 from conftest import FIRST_DAY, LAST_DAY, MOSCOW, build_day
 from expected import expected_mart
 
-from bionicpro_etl import pipeline, schema
+from bionicpro_etl import clients, pipeline, schema
 from bionicpro_etl.extract import CrmError, crm_pages
 from bionicpro_etl.report_day import day_bounds
 
@@ -223,13 +223,27 @@ def compiled_expressions(ch) -> int:
     ).result_rows[0][0]
 
 
-def test_runs_in_one_process_compile_no_expressions(built, stack, ch, crm):
+def test_runs_in_one_process_compile_no_expressions(built, stack, ch, crm, monkeypatch):
     """The stack opens the embedded engine compiling no expressions (services.py,
-    EMBEDDED_ENGINE_OPTIONS): ClickHouse compiles one once it has seen it three times, and a
-    process that ran more than two runs compiled its queries' expressions again in every run
-    after, for inputs far too small to pay it back. Four runs of a day in this process compile
-    nothing."""
-    before = compiled_expressions(ch)
-    for attempt in range(4):
-        build_day(stack, ch, crm, LAST_DAY, f"compiled_{attempt}", force=True)
-    assert compiled_expressions(ch) == before
+    EMBEDDED_ENGINE_OPTIONS), as Airflow's tasks do through the connection: ClickHouse compiles
+    one once it has seen it three times, and a process that ran more than two runs compiled its
+    queries' expressions again in every run after, for inputs far too small to pay it back.
+    Four runs of a day in this process compile nothing."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLICKHOUSE_DEFAULT", stack.connections()["AIRFLOW_CONN_CLICKHOUSE_DEFAULT"]
+    )
+    with clients.clickhouse() as task:
+        settings = task.query(
+            "SELECT groupArray(value) FROM system.settings WHERE name IN"
+            " ('compile_expressions', 'compile_aggregate_expressions', 'compile_sort_description')"
+        ).result_rows[0][0]
+    assert settings == ["0", "0", "0"]
+    # Background merges follow the engine's defaults, not a connection's: held off meanwhile.
+    ch.command("SYSTEM STOP MERGES")
+    try:
+        before = compiled_expressions(ch)
+        for attempt in range(4):
+            build_day(stack, ch, crm, LAST_DAY, f"compiled_{attempt}", force=True)
+        assert compiled_expressions(ch) == before
+    finally:
+        ch.command("SYSTEM START MERGES")
