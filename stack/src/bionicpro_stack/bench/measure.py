@@ -115,7 +115,6 @@ def measure_pipeline(job: Job) -> Measured:
 
 def _run(stack: Stack, run_id: str, day: date) -> RunResult:
     """`pipeline.run_all` for `day`, its clients opened and closed around it."""
-
     from bionicpro_etl import pipeline
     from bionicpro_etl.run import Run
 
@@ -220,7 +219,6 @@ def airflow(stack: Stack, args: list[str], log: Path) -> None:
 
 def measure_idle(job: Job) -> Measured:
     """(0) The floor of (b)'s memory: the pipeline imported, the chDB engine opened, no work."""
-
     from bionicpro_etl import pipeline  # noqa: F401 (imported for its memory, as (b) does)
 
     started = perf_counter()
