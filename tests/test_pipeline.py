@@ -157,7 +157,6 @@ def test_too_many_rejects_fail_the_run_and_leave_the_mart(built, stack, ch, crm,
 
 def test_select_during_a_load_sees_old_or_new_day_never_a_mix(built, stack, ch, crm, monkeypatch):
     """Change a day at the source, rebuild it while another client keeps reading it."""
-
     # Half the day moves to prostheses the CRM does not know: the quality gate would (rightly)
     # stop that; this test is about readers, so it lets it through.
     monkeypatch.setenv(
