@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,9 +34,11 @@ DEFAULT_ROOT = Path(".stack")
 CRM_USER = "bionicpro"
 # For processes that run chDB inside them: its allocator (jemalloc) keeps freed pages for 5 s by
 # default, longer than a task's queries are apart, so a worker's memory only grows; with this it
-# gives them back at once (`make bench`: about 40 MB less peak RSS, no slower). Read when chDB
-# loads, so it is set in the environment the process starts with.
-EMBEDDED_ENGINE_ENV = {"JE_MALLOC_CONF": "dirty_decay_ms:0"}
+# gives them back at once: (b) peaks some 40 to 60 MB lower, but ClickHouse's own work takes about
+# twice as long, since every allocation is paged in anew (docs/operations.md, "Memory or speed").
+# Read when chDB loads, so it is set in the environment the process starts with; a value in the
+# environment the stack starts from wins (`JE_MALLOC_CONF=dirty_decay_ms:5000 make bench`).
+EMBEDDED_ENGINE_ENV = {"JE_MALLOC_CONF": os.environ.get("JE_MALLOC_CONF", "dirty_decay_ms:0")}
 # The embedded engine's configuration for the processes Airflow runs: they remove the parts that
 # a publish replaced (see the file).
 EMBEDDED_ENGINE_CONFIG = Path(__file__).with_name("chdb.xml")
@@ -204,6 +207,13 @@ class Stack:
             "AIRFLOW__CORE__DEFAULT_TIMEZONE": settings().report_tz.key,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
         }
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _pgserver(pg_dir: Path) -> Any:

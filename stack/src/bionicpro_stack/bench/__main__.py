@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +26,7 @@ from bionicpro_stack.bench.job import (
 from bionicpro_stack.bench.measure import CHILDREN, airflow, child, run_child
 from bionicpro_stack.bench.report import ROWS, Results, Series, markdown, stages, table, targets
 from bionicpro_stack.bench.source import arrival_plans, postgres_version, rows_read, source_side
-from bionicpro_stack.services import Stack
+from bionicpro_stack.services import Stack, free_port
 
 RUN_ID = "bench_pipeline"
 
@@ -37,12 +36,6 @@ def fresh_clickhouse(stack: Stack) -> None:
     watermark, the whole CRM), not a re-run that the incremental pipeline can shorten."""
     shutil.rmtree(stack.clickhouse_dir, ignore_errors=True)
     stack.clickhouse_dir.mkdir()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_bench(scale: Scale, small: bool) -> Results | list[str]:

@@ -37,6 +37,7 @@ from bionicpro_stack.services import CRM_USER, EMBEDDED_ENGINE_ENV, Stack
 
 if TYPE_CHECKING:  # imported where used, so that the measured processes load only what they need
     import requests
+    from clickhouse_connect.driver.client import Client
 
 # A failing task of (c) would wait out its retries (2 x 5 minutes); the benchmark fails instead.
 AIRFLOW_TIMEOUT_S = 300
@@ -107,18 +108,21 @@ def measure_pipeline(job: Job) -> Measured:
     """(b) `pipeline.run_all` for the day, clients opened and closed inside the timing; the
     stages' own times come back in its result."""
     started = perf_counter()
-    result = _run(job.stack, job.arg, date.fromisoformat(job.day))
+    result = run_day(job.stack, job.arg, date.fromisoformat(job.day))
     return Measured(
         seconds=perf_counter() - started, rows=result.loaded.published_rows, run=result.to_xcom()
     )
 
 
-def _run(stack: Stack, run_id: str, day: date) -> RunResult:
-    """`pipeline.run_all` for `day`, its clients opened and closed around it."""
+def run_day(
+    stack: Stack, run_id: str, day: date, open_client: Callable[[], Client] | None = None
+) -> RunResult:
+    """`pipeline.run_all` for `day`, its clients opened and closed around it (the ClickHouse
+    client by `open_client`, the stack's by default)."""
     from bionicpro_etl import pipeline
     from bionicpro_etl.run import Run
 
-    client = stack.clickhouse()
+    client = (open_client or stack.clickhouse)()
     session = _crm_session(stack)
     try:
         return pipeline.run_all(
@@ -151,7 +155,7 @@ def measure_quarter_hours(job: Job) -> Measured:
         night_slice(job, arrivals, after, until)
         before = rows_read(job.stack)
         started = perf_counter()
-        result = _run(job.stack, f"{job.arg}_{k}", report_day_of(after, tz))
+        result = run_day(job.stack, f"{job.arg}_{k}", report_day_of(after, tz))
         times.append(perf_counter() - started)
         read = [
             total + a - b for total, a, b in zip(read, rows_read(job.stack), before, strict=True)
