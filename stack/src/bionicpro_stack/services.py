@@ -34,7 +34,7 @@ DEFAULT_ROOT = Path(".stack")
 CRM_USER = "bionicpro"
 # For processes that run chDB inside them: its allocator (jemalloc) keeps freed pages for 5 s by
 # default, longer than a task's queries are apart, so a worker's memory only grows; with this it
-# gives them back at once: (b) peaks some 40 to 60 MB lower, but ClickHouse's own work takes about
+# gives them back at once: (b) peaks some 25 to 65 MB lower, but ClickHouse's own work takes about
 # twice as long, since every allocation is paged in anew (docs/operations.md, "Memory or speed").
 # Read when chDB loads, so it is set in the environment the process starts with; a value in the
 # environment the stack starts from wins (`JE_MALLOC_CONF=dirty_decay_ms:5000 make bench`).
