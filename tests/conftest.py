@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 
@@ -26,7 +25,7 @@ import requests
 import smtp_inbox
 from airflow_services import DAGS, AirflowServices, cli, wait_for
 from bionicpro_stack import generate
-from bionicpro_stack.services import CRM_USER, Stack
+from bionicpro_stack.services import CRM_USER, Stack, free_port
 from clickhouse_connect.driver.client import Client
 from xdist.scheduler import LoadScopeScheduling
 
@@ -74,12 +73,6 @@ class ByModule(LoadScopeScheduling):
     def _split_scope(self, nodeid: str) -> str:
         module = nodeid.split("::", 1)[0]
         return "running Airflow" if module.rsplit("/", 1)[-1] in RUNNING_AIRFLOW else module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import html
 import json
 import os
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,6 +21,7 @@ import smtp_inbox
 from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import DAG, BaseHook
+from bionicpro_stack.services import free_port
 from smtp_inbox import SMTP_LOGIN, SMTP_PASSWORD, Inbox, smtp_conn
 
 from bionicpro_etl import notify
@@ -32,12 +32,6 @@ CRM_PASSWORD = "crm-conn-pass-7q1w"
 RUN_ID = "scheduled__2023-12-31T23:00:00+00:00"
 LOGICAL_DATE = datetime(2024, 1, 1, 2, 0, tzinfo=MOSCOW)
 LOG_URL = "http://airflow.local/dags/reports_etl_dag/runs/x/tasks/extract_crm_data?try_number=2"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

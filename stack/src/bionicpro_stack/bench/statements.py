@@ -45,7 +45,7 @@ def sql_files() -> dict[str, str]:
 
 
 class Timings:
-    """Seconds per statement, summed over every call."""
+    """Each call's seconds, by statement."""
 
     def __init__(self) -> None:
         self.calls: dict[str, list[float]] = defaultdict(list)
