@@ -9,11 +9,15 @@ import os
 import subprocess
 import sys
 from importlib.resources import files
+from itertools import pairwise
 from pathlib import Path
 
+from bionicpro_stack.bench.data import night_window
+from bionicpro_stack.bench.measure import QUARTERS, quarter
 from bionicpro_stack.bench.statements import RUN_KEY, TimedClient, Timings, sql_files
 from conftest import LAST_DAY, build_day
 
+from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
 from bionicpro_etl.staging import Staging
 
@@ -52,3 +56,14 @@ def test_the_allocator_setting_is_the_stacks_unless_the_environment_gives_one():
 
     assert worker_env() == "dirty_decay_ms:0"
     assert worker_env(JE_MALLOC_CONF="dirty_decay_ms:5000") == "dirty_decay_ms:5000"
+
+
+def test_the_quarters_of_the_night_tile_it():
+    """(q) and the profile's `--quarters` append the night by these windows: every arrival is in
+    exactly one, in order."""
+    tz = settings().report_tz
+    start, end = night_window(tz)
+    windows = [quarter(k, tz) for k in range(QUARTERS)]
+    assert windows[0][0] == start and windows[-1][1] == end
+    assert all(a[1] == b[0] for a, b in pairwise(windows))
+    assert all(after < until for after, until in windows)

@@ -262,6 +262,18 @@ def night_slice(job: Job, arrivals: pa.Table, after: datetime, until: datetime) 
     return batch.num_rows
 
 
+def withdraw_night(job: Job) -> None:
+    """Take the night's arrivals out of the table, so that night_slice can append them again: the
+    table as it was before the night (VACUUM gives their pages back, so they land where they
+    were)."""
+    import psycopg
+
+    start, _ = night_window(settings().report_tz)
+    with psycopg.connect(job.stack.dsn("bionicpro"), autocommit=True) as conn:
+        conn.execute("DELETE FROM public.telemetry_events WHERE received_at > %s", (start,))
+        conn.execute("VACUUM public.telemetry_events")
+
+
 def append_night(job: Job) -> Measured:
     """Append all of the night's arrivals at once (not part of any measurement), in place of
     those (q) appended a quarter of an hour at a time (the table's last pages: VACUUM gives them
@@ -272,9 +284,7 @@ def append_night(job: Job) -> Measured:
     started = perf_counter()
     tz = settings().report_tz
     start, end = night_window(tz)
-    with psycopg.connect(job.stack.dsn("bionicpro"), autocommit=True) as conn:
-        conn.execute("DELETE FROM public.telemetry_events WHERE received_at > %s", (start,))
-        conn.execute("VACUUM public.telemetry_events")
+    withdraw_night(job)
     rows = night_slice(job, night_arrivals(job), start, end)
     with psycopg.connect(job.stack.dsn("bionicpro"), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE public.telemetry_events")

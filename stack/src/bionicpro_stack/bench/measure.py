@@ -11,10 +11,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from bionicpro_etl.config import settings
 from bionicpro_etl.extract import partials_sql
@@ -143,15 +144,12 @@ def measure_quarter_hours(job: Job) -> Measured:
     minutes, as docs/operations.md advises for it, timed one by one; the appends are not, and
     what PostgreSQL read is counted around each run only (the appends' BRIN summaries, which
     autovacuum makes between two runs, read the new pages once more). Returns the runs' total, each run's time, and the last run's result."""
-    os.environ["BIONICPRO_SCHEDULE"] = "*/15 * * * *"
-    # each run reads this window below the last bound again (docs/operations.md)
-    os.environ["BIONICPRO_ARRIVAL_OVERLAP_SECONDS"] = str(QUARTER_OVERLAP_SECONDS)
+    os.environ.update(QUARTER_HOUR_ENV)
     tz = settings().report_tz
-    start, end = night_window(tz)
     arrivals = night_arrivals(job)
     times, result, read = [], None, [0, 0, 0.0]
     for k in range(QUARTERS):
-        after, until = start + k * QUARTER, min(start + (k + 1) * QUARTER, end)
+        after, until = quarter(k, tz)
         night_slice(job, arrivals, after, until)
         before = rows_read(job.stack)
         started = perf_counter()
@@ -174,6 +172,17 @@ def measure_quarter_hours(job: Job) -> Measured:
 QUARTER = timedelta(minutes=15)
 QUARTERS = 96
 QUARTER_OVERLAP_SECONDS = 300
+# A `*/15` schedule, each run reading this window below the last bound again (docs/operations.md).
+QUARTER_HOUR_ENV = {
+    "BIONICPRO_SCHEDULE": "*/15 * * * *",
+    "BIONICPRO_ARRIVAL_OVERLAP_SECONDS": str(QUARTER_OVERLAP_SECONDS),
+}
+
+
+def quarter(k: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The realistic night's k-th quarter of an hour of arrivals, (after, until]."""
+    start, end = night_window(tz)
+    return start + k * QUARTER, min(start + (k + 1) * QUARTER, end)
 
 
 def measure_crm_read(job: Job) -> Measured:

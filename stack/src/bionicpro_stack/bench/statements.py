@@ -1,19 +1,25 @@
-"""Where the realistic night's ClickHouse time goes, statement by statement.
+"""Where a run's ClickHouse time goes, statement by statement.
 
     python -m bionicpro_stack.bench.statements [--rounds 2] [--top 30]
+    python -m bionicpro_stack.bench.statements --quarters 8 [--from-quarter 40] [--top 30]
 
-It runs the nightly run (r) again on the stack a full `make bench` left in `.stack/bench/`, each
-round from the store as it was before the night, as (r)'s rounds do, with the ClickHouse client
-timed call by call; PostgreSQL already holds the night's arrivals. A statement is named by the
-SQL file it comes from, or by its first words; a run's staging table names lose their run key, so
-that the rounds add up. The runs are not `make bench`'s measurements (each of those is a fresh
-process, this one process runs every round), so compare statements with each other, not with
-the benchmark's page.
+On the stack a full `make bench` left in `.stack/bench/`, with the ClickHouse client timed call by
+call. By default it runs the nightly run (r) again, each round from the store as it was before the
+night, as (r)'s rounds do; PostgreSQL already holds the night's arrivals. With `--quarters N` it
+runs N of (q)'s quarter-hour runs instead, from quarter K of the night on (40: from 12:00, the
+night's quarters starting at 02:00): from the store before the night, with the night's arrivals
+taken out of PostgreSQL, those before quarter K appended at once and read by one run (not timed),
+then each quarter appended and run; the rest of the night is appended at the end, so the table is
+as the benchmark left it. A statement is named by the SQL file it comes from, or by its first
+words; a run's staging table names lose their run key, so that the runs add up. The runs are not
+`make bench`'s measurements (each of those is a fresh process, this one process runs every run),
+so compare statements with each other, not with the benchmark's page.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
@@ -26,10 +32,19 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
-from bionicpro_stack.bench.data import NIGHT
-from bionicpro_stack.bench.job import ROOT
-from bionicpro_stack.bench.measure import run_day
+from bionicpro_etl.report_day import report_day_of
+from bionicpro_etl.run import RunResult
+from bionicpro_stack.bench.data import (
+    NIGHT,
+    night_arrivals,
+    night_slice,
+    night_window,
+    withdraw_night,
+)
+from bionicpro_stack.bench.job import FULL, ROOT, Job
+from bionicpro_stack.bench.measure import QUARTER_HOUR_ENV, quarter, run_day
 from bionicpro_stack.services import Stack, free_port
 
 TIMED = ("command", "query", "insert", "insert_arrow")
@@ -89,62 +104,106 @@ class TimedClient:
 
 def profile(stack: Stack, rounds: int, say: Callable[[str], None] = print) -> Timings:
     """`rounds` nightly runs of the realistic night, each from the store before it."""
-    before = stack.root / "clickhouse-before-night"
-    if not before.is_dir():
-        raise SystemExit(f"no {before}: run a full `make bench` first")
     timings = Timings()
     for i in range(rounds):
-        shutil.rmtree(stack.clickhouse_dir, ignore_errors=True)
-        shutil.copytree(before, stack.clickhouse_dir, symlinks=True)
+        _store_before_night(stack)
         started, spent = perf_counter(), timings.total()
-        result = run_day(
-            stack,
-            f"statements_{i}",
-            NIGHT,
-            open_client=lambda: TimedClient(stack.clickhouse(), timings),  # type: ignore[return-value]
-        )
-        say(
-            f"round {i + 1}/{rounds}: {perf_counter() - started:.2f} s, of it ClickHouse calls"
-            f" {timings.total() - spent:.2f} s; stages: "
-            + ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_seconds().items())
-        )
+        result = run_day(stack, f"statements_{i}", NIGHT, open_client=_timed(stack, timings))
+        say(_ran(f"round {i + 1}/{rounds}", started, timings.total() - spent, result))
     return timings
 
 
-def table(timings: Timings, rounds: int, top: int) -> str:
-    """The `top` statements by their time, per round, as a Markdown table."""
+def profile_quarters(
+    stack: Stack, first: int, count: int, say: Callable[[str], None] = print
+) -> Timings:
+    """`count` of (q)'s quarter-hour runs from the night's quarter `first` on, after one run
+    (not timed) over the arrivals before it; the store before the night, PostgreSQL without the
+    night's arrivals at first and with all of them in the end."""
+    job = Job(root=str(stack.root), crm_port=stack.crm_port, scale=FULL)
+    os.environ.update(QUARTER_HOUR_ENV)
+    tz = settings().report_tz
+    arrivals = night_arrivals(job)
+    _store_before_night(stack)
+    withdraw_night(job)
+    appended = night_window(tz)[0]
+    timings = Timings()
+    try:
+        if first:
+            after, appended = quarter(first - 1, tz)
+            night_slice(job, arrivals, night_window(tz)[0], appended)
+            run_day(stack, "statements_catch_up", report_day_of(after, tz))
+        for k in range(first, first + count):
+            after, appended = quarter(k, tz)
+            night_slice(job, arrivals, after, appended)
+            started, spent = perf_counter(), timings.total()
+            result = run_day(
+                stack, f"statements_q{k}", report_day_of(after, tz), _timed(stack, timings)
+            )
+            what = f"quarter {k} (from {after.astimezone(tz):%H:%M %Z})"
+            say(_ran(what, started, timings.total() - spent, result))
+    finally:
+        night_slice(job, arrivals, appended, night_window(tz)[1])
+    return timings
+
+
+def _store_before_night(stack: Stack) -> None:
+    before = stack.root / "clickhouse-before-night"
+    if not before.is_dir():
+        raise SystemExit(f"no {before}: run a full `make bench` first")
+    shutil.rmtree(stack.clickhouse_dir, ignore_errors=True)
+    shutil.copytree(before, stack.clickhouse_dir, symlinks=True)
+
+
+def _timed(stack: Stack, timings: Timings) -> Callable[[], Client]:
+    return lambda: TimedClient(stack.clickhouse(), timings)  # type: ignore[return-value]
+
+
+def _ran(what: str, started: float, spent: float, result: RunResult) -> str:
+    return (
+        f"{what}: {perf_counter() - started:.2f} s, of it ClickHouse calls {spent:.2f} s;"
+        " stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.stage_seconds().items())
+    )
+
+
+def table(timings: Timings, runs: int, top: int) -> str:
+    """The `top` statements by their time, per run, as a Markdown table."""
     lines = [
-        f"ClickHouse calls: {timings.total() / rounds:.2f} s a round",
+        f"ClickHouse calls: {timings.total() / runs:.2f} s a run",
         "",
-        "| statement | calls a round | s a round | median call, ms |",
+        "| statement | calls a run | s a run | median call, ms |",
         "|---|---:|---:|---:|",
     ]
     ranked = sorted(timings.calls.items(), key=lambda kv: -sum(kv[1]))
     for name, times in ranked[:top]:
         lines.append(
-            f"| `{name}` | {len(times) / rounds:g} | {sum(times) / rounds:.2f}"
+            f"| `{name}` | {len(times) / runs:g} | {sum(times) / runs:.2f}"
             f" | {statistics.median(times) * 1000:.1f} |"
         )
     rest = ranked[top:]
     if rest:
-        seconds = sum(sum(times) for _, times in rest) / rounds
-        calls = sum(len(times) for _, times in rest) / rounds
+        seconds = sum(sum(times) for _, times in rest) / runs
+        calls = sum(len(times) for _, times in rest) / runs
         lines.append(f"| {len(rest)} others | {calls:g} | {seconds:.2f} | |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bionicpro_stack.bench.statements")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="nightly runs (r)")
+    parser.add_argument("--quarters", type=int, default=0, help="quarter-hour runs of (q) instead")
+    parser.add_argument("--from-quarter", type=int, default=40, help="the night's first one")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args(argv)
     stack = Stack(root=Path(ROOT).absolute(), crm_port=free_port())
     stack.up()
     try:
-        timings = profile(stack, args.rounds)
+        if args.quarters:
+            timings = profile_quarters(stack, args.from_quarter, args.quarters)
+        else:
+            timings = profile(stack, args.rounds)
     finally:
         stack.down()
-    print(table(timings, args.rounds, args.top))
+    print(table(timings, args.quarters or args.rounds, args.top))
 
 
 if __name__ == "__main__":
