@@ -44,7 +44,7 @@ from bionicpro_stack.bench.data import (
     withdraw_night,
 )
 from bionicpro_stack.bench.job import FULL, ROOT, Job
-from bionicpro_stack.bench.measure import QUARTER_HOUR_ENV, quarter, run_day
+from bionicpro_stack.bench.measure import QUARTER_HOUR_ENV, QUARTERS, quarter, run_day
 from bionicpro_stack.services import Stack, free_port
 
 TIMED = ("command", "query", "insert", "insert_arrow")
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--from-quarter", type=int, default=40, help="the night's first one")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args(argv)
+    if args.quarters and not 0 <= args.from_quarter <= QUARTERS - args.quarters:
+        parser.error(f"the night has {QUARTERS} quarters (0 to {QUARTERS - 1})")
     stack = Stack(root=Path(ROOT).absolute(), crm_port=free_port())
     stack.up()
     try:
