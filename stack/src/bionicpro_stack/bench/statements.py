@@ -1,19 +1,24 @@
 """Where a run's ClickHouse time goes, statement by statement.
 
     python -m bionicpro_stack.bench.statements [--rounds 2] [--top 30]
-    python -m bionicpro_stack.bench.statements --quarters 8 [--from-quarter 40] [--top 30]
+    python -m bionicpro_stack.bench.statements --quarters 8 [--from-quarter 40] [--own-day-only]
 
 On the stack a full `make bench` left in `.stack/bench/`, with the ClickHouse client timed call by
 call. By default it runs the nightly run (r) again, each round from the store as it was before the
-night, as (r)'s rounds do; PostgreSQL already holds the night's arrivals. With `--quarters N` it
-runs N of (q)'s quarter-hour runs instead, from quarter K of the night on (40: from 12:00, the
-night's quarters starting at 02:00): from the store before the night, with the night's arrivals
-taken out of PostgreSQL, those before quarter K appended at once and read by one run (not timed),
-then each quarter appended and run; the rest of the night is appended at the end, so the table is
-as the benchmark left it. A statement is named by the SQL file it comes from, or by its first
-words; a run's staging table names lose their run key, so that the runs add up. The runs are not
-`make bench`'s measurements (each of those is a fresh process, this one process runs every run),
-so compare statements with each other, not with the benchmark's page.
+night, as (r)'s rounds do; PostgreSQL already holds the night's arrivals.
+
+With `--quarters N` it runs N of (q)'s quarter-hour runs instead, from quarter K of the night on
+(`--from-quarter`, 40 by default: 12:00, the night's quarters starting at 02:00). It starts from
+the store before the night, with the night's arrivals taken out of PostgreSQL; those before
+quarter K are appended at once and read by one run (not timed), then each quarter is appended and
+run. In the end all of the night's arrivals are appended again, so the table is as the benchmark
+left it. `--own-day-only` leaves out the late uploads of the days before the night: what runs
+that touch only their own day would cost.
+
+A statement is named by the SQL file it comes from, or by its first words; a run's staging table
+names lose their run key, so that the runs add up. The runs are not `make bench`'s measurements
+(each of those is a fresh process, this one process runs every run), so compare statements with
+each other, not with the benchmark's page.
 """
 
 from __future__ import annotations
@@ -30,14 +35,17 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from bionicpro_etl.config import settings
 from bionicpro_etl.queries import sql
-from bionicpro_etl.report_day import report_day_of
+from bionicpro_etl.report_day import day_bounds, report_day_of
 from bionicpro_etl.run import RunResult
 from bionicpro_stack.bench.data import (
     NIGHT,
+    append_night,
     night_arrivals,
     night_slice,
     night_window,
@@ -114,27 +122,36 @@ def profile(stack: Stack, rounds: int, say: Callable[[str], None] = print) -> Ti
 
 
 def profile_quarters(
-    stack: Stack, first: int, count: int, say: Callable[[str], None] = print
+    stack: Stack,
+    first: int,
+    count: int,
+    say: Callable[[str], None] = print,
+    *,
+    own_day_only: bool = False,
 ) -> Timings:
     """`count` of (q)'s quarter-hour runs from the night's quarter `first` on, after one run
     (not timed) over the arrivals before it; the store before the night, PostgreSQL without the
-    night's arrivals at first and with all of them in the end."""
+    night's arrivals at first and with all of them in the end (`append_night`). With
+    `own_day_only`, the late uploads of the days before the night are left out: what runs that
+    touch only their own day would cost."""
     job = Job(root=str(stack.root), crm_port=stack.crm_port, scale=FULL)
     os.environ.update(QUARTER_HOUR_ENV)
     tz = settings().report_tz
     arrivals = night_arrivals(job)
+    if own_day_only:
+        own = pa.scalar(day_bounds(NIGHT, tz)[0], pa.timestamp("us", tz="UTC"))
+        arrivals = arrivals.filter(pc.greater_equal(arrivals["event_time"], own))
     _store_before_night(stack)
     withdraw_night(job)
-    appended = night_window(tz)[0]
     timings = Timings()
     try:
         if first:
-            after, appended = quarter(first - 1, tz)
-            night_slice(job, arrivals, night_window(tz)[0], appended)
+            after, until = quarter(first - 1, tz)
+            night_slice(job, arrivals, night_window(tz)[0], until)
             run_day(stack, "statements_catch_up", report_day_of(after, tz))
         for k in range(first, first + count):
-            after, appended = quarter(k, tz)
-            night_slice(job, arrivals, after, appended)
+            after, until = quarter(k, tz)
+            night_slice(job, arrivals, after, until)
             started, spent = perf_counter(), timings.total()
             result = run_day(
                 stack, f"statements_q{k}", report_day_of(after, tz), _timed(stack, timings)
@@ -142,7 +159,7 @@ def profile_quarters(
             what = f"quarter {k} (from {after.astimezone(tz):%H:%M %Z})"
             say(_ran(what, started, timings.total() - spent, result))
     finally:
-        night_slice(job, arrivals, appended, night_window(tz)[1])
+        append_night(job)
     return timings
 
 
@@ -192,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="nightly runs (r)")
     parser.add_argument("--quarters", type=int, default=0, help="quarter-hour runs of (q) instead")
     parser.add_argument("--from-quarter", type=int, default=40, help="the night's first one")
+    parser.add_argument(
+        "--own-day-only", action="store_true", help="(q) without the earlier days' late uploads"
+    )
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args(argv)
     if args.quarters and not 0 <= args.from_quarter <= QUARTERS - args.quarters:
@@ -200,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     stack.up()
     try:
         if args.quarters:
-            timings = profile_quarters(stack, args.from_quarter, args.quarters)
+            timings = profile_quarters(
+                stack, args.from_quarter, args.quarters, own_day_only=args.own_day_only
+            )
         else:
             timings = profile(stack, args.rounds)
     finally:
