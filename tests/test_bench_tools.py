@@ -8,13 +8,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, time, timedelta
 from importlib.resources import files
 from itertools import pairwise
 from pathlib import Path
 
-from bionicpro_stack.bench.data import night_window
+import pyarrow as pa
+from bionicpro_stack.bench.data import NIGHT, night_window
 from bionicpro_stack.bench.measure import QUARTERS, quarter
-from bionicpro_stack.bench.statements import RUN_KEY, TimedClient, Timings, sql_files
+from bionicpro_stack.bench.statements import (
+    RUN_KEY,
+    TimedClient,
+    Timings,
+    sql_files,
+    without_late_uploads,
+)
 from conftest import LAST_DAY, build_day
 
 from bionicpro_etl.config import settings
@@ -67,3 +75,20 @@ def test_the_quarters_of_the_night_tile_it():
     assert windows[0][0] == start and windows[-1][1] == end
     assert all(a[1] == b[0] for a, b in pairwise(windows))
     assert all(after < until for after, until in windows)
+
+
+def test_own_day_only_leaves_out_the_late_uploads_and_nothing_else():
+    tz = settings().report_tz
+    start, _ = night_window(tz)
+    own = datetime.combine(NIGHT, time(0, 0), tz)
+    times = [
+        own - timedelta(days=3),
+        own - timedelta(microseconds=1),
+        own,
+        start,
+        own + timedelta(days=1),
+    ]
+    arrivals = pa.table(
+        {"event_time": pa.array(times, pa.timestamp("us", tz="UTC")), "k": range(5)}
+    )
+    assert without_late_uploads(arrivals, tz)["k"].to_pylist() == [2, 3, 4]

@@ -34,6 +34,7 @@ from importlib.resources import files
 from pathlib import Path
 from time import perf_counter
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -139,8 +140,7 @@ def profile_quarters(
     tz = settings().report_tz
     arrivals = night_arrivals(job)
     if own_day_only:
-        own = pa.scalar(day_bounds(NIGHT, tz)[0], pa.timestamp("us", tz="UTC"))
-        arrivals = arrivals.filter(pc.greater_equal(arrivals["event_time"], own))
+        arrivals = without_late_uploads(arrivals, tz)
     _store_before_night(stack)
     withdraw_night(job)
     timings = Timings()
@@ -161,6 +161,13 @@ def profile_quarters(
     finally:
         append_night(job)
     return timings
+
+
+def without_late_uploads(arrivals: pa.Table, tz: ZoneInfo) -> pa.Table:
+    """The night's arrivals but the late uploads of the days before it: the events of NIGHT and
+    the day after."""
+    start = pa.scalar(day_bounds(NIGHT, tz)[0], pa.timestamp("us", tz="UTC"))
+    return arrivals.filter(pc.greater_equal(arrivals["event_time"], start))
 
 
 def _store_before_night(stack: Stack) -> None:
