@@ -274,20 +274,30 @@ def withdraw_night(job: Job) -> None:
         conn.execute("VACUUM public.telemetry_events")
 
 
-def append_night(job: Job) -> Measured:
-    """Append all of the night's arrivals at once (not part of any measurement), in place of
-    those (q) appended a quarter of an hour at a time (the table's last pages: VACUUM gives them
-    back); reports the events of each day the nightly run publishes (all but the next day, left
-    to its own run), for the check of (r)."""
+def restore_night(job: Job) -> int:
+    """Append all of the night's arrivals at once, in place of those appended before (by (q) a
+    quarter of an hour at a time, or none: the table's last pages, which VACUUM gives back), and
+    analyze the table; returns how many."""
     import psycopg
 
-    started = perf_counter()
-    tz = settings().report_tz
-    start, end = night_window(tz)
+    start, end = night_window(settings().report_tz)
     withdraw_night(job)
     rows = night_slice(job, night_arrivals(job), start, end)
     with psycopg.connect(job.stack.dsn("bionicpro"), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE public.telemetry_events")
+    return rows
+
+
+def append_night(job: Job) -> Measured:
+    """All of the night's arrivals at once (`restore_night`, not part of any measurement);
+    reports the events of each day the nightly run publishes (all but the next day, left to its
+    own run), for the check of (r)."""
+    import psycopg
+
+    started = perf_counter()
+    tz = settings().report_tz
+    rows = restore_night(job)
+    with psycopg.connect(job.stack.dsn("bionicpro"), autocommit=True) as conn:
         events = {
             day.isoformat(): conn.execute(
                 "SELECT count(*) FROM public.telemetry_events"

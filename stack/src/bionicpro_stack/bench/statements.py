@@ -46,10 +46,10 @@ from bionicpro_etl.report_day import day_bounds, report_day_of
 from bionicpro_etl.run import RunResult
 from bionicpro_stack.bench.data import (
     NIGHT,
-    append_night,
     night_arrivals,
     night_slice,
     night_window,
+    restore_night,
     withdraw_night,
 )
 from bionicpro_stack.bench.job import FULL, ROOT, Job
@@ -132,7 +132,7 @@ def profile_quarters(
 ) -> Timings:
     """`count` of (q)'s quarter-hour runs from the night's quarter `first` on, after one run
     (not timed) over the arrivals before it; the store before the night, PostgreSQL without the
-    night's arrivals at first and with all of them in the end (`append_night`). With
+    night's arrivals at first and with all of them in the end (`restore_night`). With
     `own_day_only`, the late uploads of the days before the night are left out: what runs that
     touch only their own day would cost."""
     job = Job(root=str(stack.root), crm_port=stack.crm_port, scale=FULL)
@@ -159,7 +159,7 @@ def profile_quarters(
             what = f"quarter {k} (from {after.astimezone(tz):%H:%M %Z})"
             say(_ran(what, started, timings.total() - spent, result))
     finally:
-        append_night(job)
+        restore_night(job)
     return timings
 
 
