@@ -19,6 +19,7 @@ from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day
 from conftest import crm_fault as fault
 from conftest import crm_served as served
 from expected import expected_mart
+from test_incremental import assert_day_matches_sources
 from test_pipeline import assert_same, mart_rows
 
 from bionicpro_etl import pipeline
@@ -256,6 +257,21 @@ def test_a_month_holding_a_key_twice_has_it_once_after_its_next_publish(stack, c
     add_late_events(stack, FIRST_DAY, "PROT-STALE", 2, user_id=4)  # the month is published again
     build_day(stack, ch, crm, LAST_DAY, "after_the_stale_copy")
     assert mart_rows(ch, day) == current
+
+
+def test_a_day_whose_state_holds_a_key_twice_counts_it_once(stack, ch, crm):
+    """The same bug can bring back a replaced part of the telemetry state: the day then holds
+    its partial aggregates twice, and merging new arrivals into it would count its events twice.
+    The merge keeps each key once, from the newest part."""
+    build_day(stack, ch, crm, LAST_DAY, "before_the_state_copy")
+    ch.command(
+        "INSERT INTO bionicpro_reports.telemetry_state"
+        " SELECT * FROM bionicpro_reports.telemetry_state WHERE report_date = {day:Date}",
+        parameters={"day": FIRST_DAY},
+    )
+    add_late_events(stack, FIRST_DAY, "PROT-STATE-COPY", 2, user_id=4)
+    build_day(stack, ch, crm, LAST_DAY, "after_the_state_copy")
+    assert_day_matches_sources(stack, ch, FIRST_DAY)
 
 
 # --- broken telemetry ------------------------------------------------------------------------

@@ -179,7 +179,11 @@ def _grown(client: Client, stage: Staging, plan: Plan, arrived: Sequence[date]) 
         "SELECT report_date FROM ("
         " SELECT report_date, slot, total_actions AS read, 0 AS held"
         " FROM bionicpro_staging.{partials:Identifier}"
-        f" UNION ALL SELECT report_date, slot, 0, total_actions FROM {STATE}"
+        " UNION ALL SELECT report_date, slot, 0, total_actions FROM ("
+        # each key once, from the newest part, as state_merge.sql reads the state
+        f" SELECT * FROM {STATE} WHERE report_date IN {{days:Array(Date)}}"
+        " ORDER BY report_date, user_id, prosthesis_id, slot, _part_data_version DESC"
+        " LIMIT 1 BY report_date, user_id, prosthesis_id, slot)"
         ") WHERE report_date IN {days:Array(Date)}"
         " AND slot >= {reread_from:Nullable(DateTime64(6, 'UTC'))}"
         " GROUP BY report_date HAVING sum(read) > sum(held)",

@@ -37,11 +37,15 @@ FROM
     SELECT * REPLACE (toDateTime64(0, 6, 'UTC') AS slot)
     FROM
     (
-        -- a subquery: in a WHERE beside the REPLACE, `slot` would be the folded one
+        -- a subquery: in a WHERE beside the REPLACE, `slot` would be the folded one. Each key
+        -- once, from the newest part: a part that a hard kill of the embedded engine brought back
+        -- (docs/operations.md) would otherwise add its events again.
         SELECT *
         FROM bionicpro_reports.telemetry_state
         WHERE report_date IN {kept:Array(Date)}
           AND slot < {reread_from:Nullable(DateTime64(6, 'UTC'))}
+        ORDER BY report_date, user_id, prosthesis_id, slot, _part_data_version DESC
+        LIMIT 1 BY report_date, user_id, prosthesis_id, slot
     )
 )
 GROUP BY report_date, user_id, prosthesis_id, merged_slot
