@@ -259,6 +259,48 @@ def test_a_month_holding_a_key_twice_has_it_once_after_its_next_publish(stack, c
     assert mart_rows(ch, day) == current
 
 
+# older versions of December's rows, as a part brought back would hold them
+STALE_COPIES = {
+    "mart": "INSERT INTO bionicpro_reports.reports_data_mart"
+    " SELECT * REPLACE (total_actions + 1 AS total_actions, loaded_at - INTERVAL 1 DAY AS loaded_at)"
+    " FROM bionicpro_reports.reports_data_mart WHERE toYYYYMM(report_date) = 202312",
+    "summary": "INSERT INTO bionicpro_reports.user_monthly_summary"
+    " SELECT * REPLACE (total_actions + 1 AS total_actions)"
+    " FROM bionicpro_reports.user_monthly_summary WHERE month = '2023-12-01'",
+}
+
+
+@pytest.mark.parametrize("stale", list(STALE_COPIES))
+def test_a_month_the_run_does_not_publish_has_each_key_once_after_it(stack, ch, crm, stale):
+    """The part brought back can be of another month of the look-back, one that no late event
+    touches, in the mart or in its users' summary: the next run publishes that month again too,
+    so both hold each key once, the rows built last, without waiting for late events."""
+    december = date(2023, 12, 31)  # within the look-back of LAST_DAY, in another month
+    add_late_events(stack, december, f"PROT-STALE-DEC-{stale}", 2, user_id=4)
+    # and a day of many orders, so that the run's rows are not all without one (a quality gate)
+    add_late_events(stack, FIRST_DAY, f"PROT-STALE-JAN-{stale}", 2, user_id=4)
+    build_day(stack, ch, crm, LAST_DAY, f"before_the_stale_{stale}")
+    current, summary = mart_rows(ch, december), summary_rows(ch, december)
+    ch.command(STALE_COPIES[stale])
+    with pytest.raises(AssertionError, match="duplicate"):
+        (mart_rows if stale == "mart" else summary_rows)(ch, december)
+    build_day(stack, ch, crm, LAST_DAY, f"after_the_stale_{stale}")  # nothing new for December
+    assert mart_rows(ch, december) == current
+    assert summary_rows(ch, december) == summary
+
+
+def summary_rows(ch, day: date) -> dict[int, tuple]:
+    """The users' summary of `day`'s month, each user's row once."""
+    rows = ch.query(
+        "SELECT * FROM bionicpro_reports.user_monthly_summary"
+        " WHERE month = toStartOfMonth({day:Date})",
+        parameters={"day": day},
+    ).result_rows
+    keyed = {row[1]: row for row in rows}
+    assert len(keyed) == len(rows), "duplicate (month, user_id) rows"
+    return keyed
+
+
 def test_a_day_whose_state_holds_a_key_twice_counts_it_once(stack, ch, crm):
     """The same bug can bring back a replaced part of the telemetry state: the day then holds
     its partial aggregates twice, and merging new arrivals into it would count its events twice.

@@ -30,7 +30,8 @@ WHOLE_TABLE = "ID 'all'"
 
 
 def publish(client: Client, run: Run, plan: Plan, rows: Transformed) -> tuple[int, list[date]]:
-    """Swap in every month the run touches, then the telemetry state of the days it changed,
+    """Swap in every month the run touches (and any other month of the look-back that holds a
+    key twice), then the telemetry state of the days it changed,
     then the CRM dimension, then the list of published days. Returns the rows published and the
     report days they rewrote: the days the run rebuilt, and those of the rows it re-joined with
     new CRM data. Each swap replaces, never adds: a load that fails in between and is retried,
@@ -42,7 +43,8 @@ def publish(client: Client, run: Run, plan: Plan, rows: Transformed) -> tuple[in
         parameters={"report_rows": stage.report_rows},
     ).result_rows
     days = sorted({day for (day,) in written} | set(rows.days))
-    for month in sorted({d.year * 100 + d.month for d in days}):
+    months = {d.year * 100 + d.month for d in days}
+    for month in sorted(months | _holding_a_key_twice(client, plan, months)):
         _publish_month(client, stage, plan, rows.days, month)
     _publish_state(client, stage, plan, rows.state_changed)
     _replace(client, "crm_orders", WHOLE_TABLE, {}, stage.crm_orders_next)
@@ -65,6 +67,28 @@ def completeness(client: Client, days: list[date]) -> dict[date, bool]:
 def publish_days(client: Client, stage: Staging) -> None:
     """Swap in the run's next version of `published_days` (`transform.next_published_days`)."""
     _replace(client, "published_days", WHOLE_TABLE, {}, stage.published_days_next)
+
+
+def _holding_a_key_twice(client: Client, plan: Plan, published: set[int]) -> set[int]:
+    """The look-back's other months that hold a key twice, in the mart or in its summary: a part
+    that a hard kill of the embedded engine brought back (docs/operations.md). They are published
+    again with the run's, which keeps each key once, so readers see the repair now, not whenever
+    late events next touch the month. A run can only have published months in its look-back.
+    A month's keys are counted by their 64-bit hashes, twice as fast as the keys: two keys with
+    one hash would only publish a month again for nothing."""
+    params = {"lookback_start": plan.lookback_start, "published": sorted(published)}
+    rows = client.query(
+        "SELECT toYYYYMM(report_date) AS yyyymm FROM bionicpro_reports.reports_data_mart"
+        " WHERE report_date >= {lookback_start:Date} AND yyyymm NOT IN {published:Array(UInt32)}"
+        " GROUP BY yyyymm HAVING count() > uniqExact(cityHash64(user_id, report_date, prosthesis_id))"
+        " UNION DISTINCT"
+        " SELECT toYYYYMM(month) AS yyyymm FROM bionicpro_reports.user_monthly_summary"
+        " WHERE month >= toStartOfMonth({lookback_start:Date})"
+        " AND yyyymm NOT IN {published:Array(UInt32)}"
+        " GROUP BY yyyymm HAVING count() > uniqExact(user_id)",
+        parameters=params,
+    ).result_rows
+    return {month for (month,) in rows}
 
 
 def _publish_month(
