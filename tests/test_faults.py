@@ -318,6 +318,36 @@ def summary_rows(ch, day: date) -> dict[int, tuple]:
     return keyed
 
 
+def test_a_crm_change_of_a_user_whose_rows_are_held_twice_publishes_them_once(stack, ch, crm):
+    """A user whose CRM data changes has the look-back's rows re-joined from the mart; where a
+    part brought back holds them twice, the run still writes each once (two would stop it at
+    the duplicate-keys gate, run after run) and the month is left with each key once."""
+    build_day(stack, ch, crm, LAST_DAY, "before_the_stale_user")
+    with psycopg.connect(stack.dsn("crm")) as conn:
+        (user,) = conn.execute(
+            "SELECT min(user_id) FROM crm_orders WHERE user_id BETWEEN 1 AND 1000"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO crm_orders (user_id, email, first_name, last_name, prosthesis_id,"
+            " order_date, status, updated_at)"
+            " SELECT user_id, 'stale-copy@example.com', first_name, last_name, prosthesis_id,"
+            " order_date, status, now() FROM crm_orders WHERE user_id = %s",
+            (user,),
+        )
+    ch.command(
+        "INSERT INTO bionicpro_reports.reports_data_mart"
+        " SELECT * REPLACE (total_actions + 1 AS total_actions,"
+        " loaded_at - INTERVAL 1 DAY AS loaded_at)"
+        " FROM bionicpro_reports.reports_data_mart"
+        " WHERE user_id = {user:UInt64} AND report_date = {day:Date}",
+        parameters={"user": user, "day": FIRST_DAY},
+    )
+    build_day(stack, ch, crm, LAST_DAY, "after_the_stale_user")
+    rows = mart_rows(ch, FIRST_DAY)
+    assert {r["email"] for r in rows.values() if r["user_id"] == user} == {"stale-copy@example.com"}
+    assert_day_matches_sources(stack, ch, FIRST_DAY)
+
+
 def test_a_day_whose_state_holds_a_key_twice_counts_it_once(stack, ch, crm):
     """The same bug can bring back a replaced part of the telemetry state: the day then holds
     its partial aggregates twice, and merging new arrivals into it would count its events twice.
