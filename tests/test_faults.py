@@ -348,6 +348,29 @@ def test_a_crm_change_of_a_user_whose_rows_are_held_twice_publishes_them_once(st
     assert_day_matches_sources(stack, ch, FIRST_DAY)
 
 
+def test_a_published_day_held_twice_is_listed_once_after_the_next_run(stack, ch, crm):
+    """`published_days` can get a replaced part back the same way; a day older than the
+    look-back, which no run lists anew, is kept once."""
+    build_day(stack, ch, crm, LAST_DAY, "before_the_stale_list")
+    old = date(2023, 6, 1)  # long before the look-back
+    for _ in range(2):
+        ch.command(
+            "INSERT INTO bionicpro_reports.published_days"
+            " VALUES ({day:Date}, true, '2023-06-05 00:00:00', 'old')",
+            parameters={"day": old},
+        )
+    build_day(stack, ch, crm, LAST_DAY, "after_the_stale_list")
+    listed = ch.query(
+        "SELECT report_date, count() FROM bionicpro_reports.published_days"
+        " GROUP BY report_date HAVING count() > 1"
+    ).result_rows
+    assert listed == []
+    assert ch.query(
+        "SELECT complete, run_id FROM bionicpro_reports.published_days WHERE report_date = {day:Date}",
+        parameters={"day": old},
+    ).result_rows == [(True, "old")]
+
+
 def test_a_day_whose_state_holds_a_key_twice_counts_it_once(stack, ch, crm):
     """The same bug can bring back a replaced part of the telemetry state: the day then holds
     its partial aggregates twice, and merging new arrivals into it would count its events twice.

@@ -24,9 +24,13 @@ FROM
     )
     WHERE report_date >= {lookback_start:Date}
     UNION ALL
+    -- each day once, should a part that a hard kill of the embedded engine brought back hold it
+    -- twice (docs/operations.md)
     SELECT report_date, watermark, run_id
     FROM bionicpro_reports.published_days
     WHERE report_date < {lookback_start:Date}
+    ORDER BY report_date, watermark DESC
+    LIMIT 1 BY report_date
     UNION ALL
     SELECT day, argMax(watermark_after, finished_at), argMax(run_id, finished_at)
     FROM bionicpro_reports.etl_runs
