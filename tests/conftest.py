@@ -115,6 +115,20 @@ def build_day(
     return pipeline.run_all(stack.dsn("bionicpro"), crm, stack.crm_url, ch, run)
 
 
+CRM_ORDER_FIELDS = ("email", "first_name", "last_name", "prosthesis_id", "order_date", "status")
+
+
+def change_crm_user(stack, user_id: int, **changes: str) -> None:
+    """A new version, updated now, of each of the user's CRM orders with `changes` made."""
+    values = ", ".join("%s" if field in changes else field for field in CRM_ORDER_FIELDS)
+    with psycopg.connect(stack.dsn("crm")) as conn:
+        conn.execute(
+            f"INSERT INTO crm_orders (user_id, {', '.join(CRM_ORDER_FIELDS)}, updated_at)"
+            f" SELECT user_id, {values}, now() FROM crm_orders WHERE user_id = %s",
+            (*(changes[field] for field in CRM_ORDER_FIELDS if field in changes), user_id),
+        )
+
+
 def add_late_events(
     stack,
     day: date,

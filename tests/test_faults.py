@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
-from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day
+from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day, change_crm_user
 from conftest import crm_fault as fault
 from conftest import crm_served as served
 from expected import expected_mart
@@ -327,13 +327,7 @@ def test_a_crm_change_of_a_user_whose_rows_are_held_twice_publishes_them_once(st
         (user,) = conn.execute(
             "SELECT min(user_id) FROM crm_orders WHERE user_id BETWEEN 1 AND 1000"
         ).fetchone()
-        conn.execute(
-            "INSERT INTO crm_orders (user_id, email, first_name, last_name, prosthesis_id,"
-            " order_date, status, updated_at)"
-            " SELECT user_id, 'stale-copy@example.com', first_name, last_name, prosthesis_id,"
-            " order_date, status, now() FROM crm_orders WHERE user_id = %s",
-            (user,),
-        )
+    change_crm_user(stack, user, email="stale-copy@example.com")
     ch.command(
         "INSERT INTO bionicpro_reports.reports_data_mart"
         " SELECT * REPLACE (total_actions + 1 AS total_actions,"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from bionicpro_stack.bench.data import named_aggregate_sql
-from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day
+from conftest import FIRST_DAY, LAST_DAY, MOSCOW, add_late_events, build_day, change_crm_user
 from expected import expected_mart
 from test_pipeline import assert_same, mart_rows
 
@@ -138,13 +138,9 @@ def test_a_crm_change_reaches_every_row_in_the_look_back(stack, ch, crm):
         (user,) = conn.execute(
             "SELECT min(user_id) FROM crm_orders WHERE user_id BETWEEN 1 AND 1000 AND status <> 'suspended'"
         ).fetchone()
-        conn.execute(
-            "INSERT INTO crm_orders (user_id, email, first_name, last_name, prosthesis_id,"
-            " order_date, status, updated_at)"
-            " SELECT user_id, 'renamed@example.com', 'Renamed', last_name, prosthesis_id,"
-            " order_date, 'suspended', now() FROM crm_orders WHERE user_id = %s",
-            (user,),
-        )
+    change_crm_user(
+        stack, user, email="renamed@example.com", first_name="Renamed", status="suspended"
+    )
     rows_of_user = ch.query(
         "SELECT count() FROM bionicpro_reports.reports_data_mart WHERE user_id = {u:UInt64}",
         parameters={"u": user},
