@@ -261,14 +261,7 @@ def test_a_month_holding_a_key_twice_has_it_once_after_its_next_publish(stack, c
     day = date(2024, 1, 3)  # a day the run below does not rebuild, in the month it publishes
     build_day(stack, ch, crm, LAST_DAY, "before_the_stale_copy")
     current = mart_rows(ch, day)
-    # an older version of the day's rows, as a part brought back would hold them
-    ch.command(
-        "INSERT INTO bionicpro_reports.reports_data_mart"
-        " SELECT * REPLACE (total_actions + 1 AS total_actions,"
-        " loaded_at - INTERVAL 1 DAY AS loaded_at)"
-        " FROM bionicpro_reports.reports_data_mart WHERE report_date = {day:Date}",
-        parameters={"day": day},
-    )
+    add_stale_copy(ch, "reports_data_mart", "report_date = {day:Date}", day=day)
     with pytest.raises(AssertionError, match="duplicate"):
         mart_rows(ch, day)
     add_late_events(stack, FIRST_DAY, "PROT-STALE", 2, user_id=4)  # the month is published again
@@ -276,14 +269,23 @@ def test_a_month_holding_a_key_twice_has_it_once_after_its_next_publish(stack, c
     assert mart_rows(ch, day) == current
 
 
-# older versions of December's rows, as a part brought back would hold them
+def add_stale_copy(ch, table: str, where: str, **parameters: object) -> None:
+    """An older version of the rows of `table` that `where` selects, as a part that a hard kill
+    of the embedded engine brought back would hold them: one action more each, and in the mart
+    built a day earlier."""
+    older = ", loaded_at - INTERVAL 1 DAY AS loaded_at" if table == "reports_data_mart" else ""
+    ch.command(
+        f"INSERT INTO bionicpro_reports.{table}"
+        f" SELECT * REPLACE (total_actions + 1 AS total_actions{older})"
+        f" FROM bionicpro_reports.{table} WHERE {where}",
+        parameters=parameters,
+    )
+
+
+# December's rows, in the mart or in its users' summary
 STALE_COPIES = {
-    "mart": "INSERT INTO bionicpro_reports.reports_data_mart"
-    " SELECT * REPLACE (total_actions + 1 AS total_actions, loaded_at - INTERVAL 1 DAY AS loaded_at)"
-    " FROM bionicpro_reports.reports_data_mart WHERE toYYYYMM(report_date) = 202312",
-    "summary": "INSERT INTO bionicpro_reports.user_monthly_summary"
-    " SELECT * REPLACE (total_actions + 1 AS total_actions)"
-    " FROM bionicpro_reports.user_monthly_summary WHERE month = '2023-12-01'",
+    "mart": ("reports_data_mart", "toYYYYMM(report_date) = 202312"),
+    "summary": ("user_monthly_summary", "month = '2023-12-01'"),
 }
 
 
@@ -298,7 +300,7 @@ def test_a_month_the_run_does_not_publish_has_each_key_once_after_it(stack, ch, 
     add_late_events(stack, FIRST_DAY, f"PROT-STALE-JAN-{stale}", 2, user_id=4)
     build_day(stack, ch, crm, LAST_DAY, f"before_the_stale_{stale}")
     current, summary = mart_rows(ch, december), summary_rows(ch, december)
-    ch.command(STALE_COPIES[stale])
+    add_stale_copy(ch, *STALE_COPIES[stale])
     with pytest.raises(AssertionError, match="duplicate"):
         (mart_rows if stale == "mart" else summary_rows)(ch, december)
     build_day(stack, ch, crm, LAST_DAY, f"after_the_stale_{stale}")  # nothing new for December
@@ -328,13 +330,12 @@ def test_a_crm_change_of_a_user_whose_rows_are_held_twice_publishes_them_once(st
             "SELECT min(user_id) FROM crm_orders WHERE user_id BETWEEN 1 AND 1000"
         ).fetchone()
     change_crm_user(stack, user, email="stale-copy@example.com")
-    ch.command(
-        "INSERT INTO bionicpro_reports.reports_data_mart"
-        " SELECT * REPLACE (total_actions + 1 AS total_actions,"
-        " loaded_at - INTERVAL 1 DAY AS loaded_at)"
-        " FROM bionicpro_reports.reports_data_mart"
-        " WHERE user_id = {user:UInt64} AND report_date = {day:Date}",
-        parameters={"user": user, "day": FIRST_DAY},
+    add_stale_copy(
+        ch,
+        "reports_data_mart",
+        "user_id = {user:UInt64} AND report_date = {day:Date}",
+        user=user,
+        day=FIRST_DAY,
     )
     build_day(stack, ch, crm, LAST_DAY, "after_the_stale_user")
     rows = mart_rows(ch, FIRST_DAY)
